@@ -1,0 +1,84 @@
+"""Typed broker configuration, the result of validating ``broker.xml``.
+
+Every other part of the broker reads these dataclasses, never the XML, so a
+value is checked once, at load time, with the file and line in the error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+MiB = 1024 * 1024
+
+
+@dataclass
+class LockerConfig:
+    """``<locker><shared-file-locker .../></locker>`` (or another entry-point locker)."""
+
+    type: str = "shared-file"
+    lock_acquire_sleep_interval_ms: int = 1000
+    lock_keep_alive_period_ms: int = 2000
+    fail_if_locked: bool = False
+    #: Every attribute as written, for third-party lockers.
+    attributes: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class KahaDBConfig:
+    """``<persistenceAdapter><kahaDB .../></persistenceAdapter>``."""
+
+    directory: Path
+    journal_disk_sync_strategy: str = "always"  # always | periodic | never
+    journal_disk_sync_interval_ms: int = 1000
+    journal_max_file_length: int = 32 * MiB
+    checkpoint_interval_ms: int = 5000
+    cleanup_interval_ms: int = 30000
+    allow_unsafe_storage: bool = False
+    locker: LockerConfig = field(default_factory=LockerConfig)
+
+
+@dataclass
+class ConnectorConfig:
+    """``<transportConnector name=... uri="stomp://host:port?opts"/>``."""
+
+    name: str
+    scheme: str  # stomp | stomp+ssl
+    host: str
+    port: int
+    max_frame_size: int = 10 * MiB
+    max_headers: int = 1000
+    max_header_length: int = 64 * 1024
+    options: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class StatusEndpointConfig:
+    """``<statusEndpoint uri="http://127.0.0.1:8161"/>``: /status and /metrics."""
+
+    host: str = "127.0.0.1"
+    port: int = 8161
+
+
+@dataclass
+class BrokerConfig:
+    """``<broker ...>``: the whole validated configuration."""
+
+    broker_name: str
+    node_name: str
+    data_directory: Path
+    persistence: KahaDBConfig
+    connectors: List[ConnectorConfig] = field(default_factory=list)
+    status_endpoint: Optional[StatusEndpointConfig] = None
+    scheduler_support: bool = False
+    #: ``<redeliveryPolicy maximumRedeliveries="6"/>``; past it a message goes to the DLQ.
+    maximum_redeliveries: int = 6
+    dead_letter_queue: str = "ActiveMQ.DLQ"
+    #: Where the config came from, for messages.
+    source: Optional[Path] = None
+
+    @property
+    def scheduler_directory(self) -> Path:
+        """ActiveMQ's layout: ``<dataDirectory>/<brokerName>/scheduler``."""
+        return self.data_directory / self.broker_name / "scheduler"
