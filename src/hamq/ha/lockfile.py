@@ -1,0 +1,378 @@
+"""The exclusive lock on a shared store directory, its holder record and its epoch.
+
+One file is the single source of truth for "who is master" on a shared
+directory.  The broker and the Ansible ``shared_lock`` module both use it (the
+module reaches this very file through a ``plugins/module_utils`` symlink), so it
+imports nothing from hamq, uses only the standard library and keeps to
+Python 3.8 syntax.
+
+Files in the directory:
+
+``lock``
+    Locked with an **OFD lock** (``F_OFD_SETLK``, whole file, write lock).
+    OFD locks belong to the open file description, so closing some other
+    descriptor of the same file never drops them (process-owned ``F_SETLK``
+    locks do) and threads cannot share them by accident.  ``flock`` is never
+    used: on GFS2 it let a second process on the same node in, and on NFS it
+    is emulated differently.  While held the file carries the holder record as
+    JSON (nodeName, brokerName, host, pid, epoch, acquiredAt), written and
+    fsynced on acquire, so ``lock-info`` can show who is master.
+``epoch``
+    The fencing token: a decimal number on the first line (and the holder as
+    JSON on the second, for people).  Each new master increments it, under the
+    lock, by writing a temporary file, fsyncing it and renaming it over
+    ``epoch``.  It lives apart from ``lock`` so that deleting or replacing the
+    lock file cannot reset it.  A master reads it before every store write
+    (:func:`read_epoch` is one open + one small read); a higher number than its
+    own means somebody else has become master and it must stop writing.
+
+A holder's :func:`keep_alive_problem` check detects: the lock file deleted or
+replaced (another broker could then lock the new file), the epoch moved on, the
+lock no longer ours (re-asserting it fails, as after NFSv4 lock loss), and a
+failing write + fsync probe (EIO after NFSv4 lock loss).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import socket
+import struct
+import time
+from typing import Any, Dict, Optional
+
+LOCK_NAME = "lock"
+EPOCH_NAME = "epoch"
+
+# Python exposes the OFD commands since 3.9 (bpo-38602); the numbers are the
+# Linux ABI and have never changed.
+F_OFD_GETLK = getattr(fcntl, "F_OFD_GETLK", 36)
+F_OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", 37)
+F_OFD_SETLKW = getattr(fcntl, "F_OFD_SETLKW", 38)
+
+# struct flock { short l_type; short l_whence; off_t l_start; off_t l_len; pid_t l_pid; }
+# (OFD commands always take the 64-bit layout).  The trailing "0q" pads to the
+# C struct's alignment, so the kernel never reads past our buffer.
+_FLOCK = struct.Struct("hhqqi0q")
+
+# Errors that mean "somebody else holds it" for a non-blocking request.
+_BUSY = (errno.EAGAIN, errno.EACCES)
+
+MAX_RECORD_BYTES = 4096
+
+
+class LockFileError(Exception):
+    """The lock directory cannot be used (missing, not writable, bad file)."""
+
+
+def lock_path(directory: str) -> str:
+    return os.path.join(os.fspath(directory), LOCK_NAME)
+
+
+def epoch_path(directory: str) -> str:
+    return os.path.join(os.fspath(directory), EPOCH_NAME)
+
+
+def _flock_bytes(lock_type: int) -> bytes:
+    # Whole file: start 0, length 0 = "to the end, however far it grows"; l_pid must be 0 for OFD.
+    return _FLOCK.pack(lock_type, os.SEEK_SET, 0, 0, 0)
+
+
+def _open_lock_file(path: str) -> int:
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except FileNotFoundError:
+        raise LockFileError(
+            "cannot create the lock file %s: its directory does not exist. "
+            "Fix: create the directory or mount the shared storage first" % path
+        ) from None
+    except PermissionError:
+        raise LockFileError(
+            "cannot open the lock file %s for writing: permission denied. "
+            "Fix: run the broker as the user that owns the directory, or chown it" % path
+        ) from None
+
+
+def _same_file(fd: int, path: str) -> bool:
+    """Is ``fd`` still the file that ``path`` names (not deleted, not replaced)?"""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    fst = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (fst.st_dev, fst.st_ino)
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _lock_fd(fd: int, blocking: bool) -> bool:
+    """Place the OFD write lock on ``fd``; False when another holder has it (non-blocking only)."""
+    cmd = F_OFD_SETLKW if blocking else F_OFD_SETLK
+    try:
+        fcntl.fcntl(fd, cmd, _flock_bytes(fcntl.F_WRLCK))
+    except OSError as exc:
+        if not blocking and exc.errno in _BUSY:
+            return False
+        raise
+    return True
+
+
+def try_lock(path: str) -> Optional[int]:
+    """Try once to take the exclusive lock on ``path`` without waiting.
+
+    Returns the locked descriptor (keep it open: closing it releases the lock)
+    or None when another open file description holds the lock.  A lock won on
+    a file that was deleted or replaced meanwhile is dropped and retried, so
+    the descriptor returned always is the file the path names.
+    """
+    path = os.fspath(path)
+    while True:
+        fd = _open_lock_file(path)
+        try:
+            if not _lock_fd(fd, blocking=False):
+                os.close(fd)
+                return None
+        except BaseException:
+            os.close(fd)
+            raise
+        if _same_file(fd, path):
+            return fd
+        os.close(fd)  # we locked a file that is no longer the lock file: try the new one
+
+
+def lock_blocking(path: str) -> int:
+    """Wait (``F_OFD_SETLKW``) until the exclusive lock on ``path`` is ours; returns the descriptor.
+
+    The kernel wakes us the moment the holder's lock goes (its process died or
+    closed the file), which is what makes takeover fast.  Raises OSError when
+    the wait itself is impossible (EINTR, ENOLCK on some network file systems,
+    EDEADLK); the caller then falls back to polling with :func:`try_lock`.
+    """
+    path = os.fspath(path)
+    while True:
+        fd = _open_lock_file(path)
+        try:
+            _lock_fd(fd, blocking=True)
+        except BaseException:
+            os.close(fd)
+            raise
+        if _same_file(fd, path):
+            return fd
+        os.close(fd)
+
+
+def unlock(fd: int) -> None:
+    """Release the lock by closing its descriptor (the only reference to its file description)."""
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def is_locked(path: str) -> bool:
+    """Is the lock on ``path`` held right now by any open file description?
+
+    A non-blocking ``F_OFD_GETLK`` test from a fresh read-only descriptor: it
+    never takes the lock, never creates the file, and also sees a lock held by
+    another descriptor of this same process.
+    """
+    try:
+        fd = os.open(os.fspath(path), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        raw = fcntl.fcntl(fd, F_OFD_GETLK, _flock_bytes(fcntl.F_WRLCK))
+    finally:
+        os.close(fd)
+    return _FLOCK.unpack(raw)[0] != fcntl.F_UNLCK
+
+
+def _decode_record(data: bytes) -> Optional[Dict[str, Any]]:
+    text = data.split(b"\0", 1)[0].strip()
+    if not text:
+        return None
+    try:
+        record = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return {"unreadable": text[:200].decode("utf-8", "replace")}
+    return record if isinstance(record, dict) else {"unreadable": str(record)[:200]}
+
+
+def read_holder(directory: str) -> Optional[Dict[str, Any]]:
+    """The holder record written by the current (or last) master, or None when there is none.
+
+    A record that is not valid JSON comes back as ``{"unreadable": <text>}``
+    rather than an exception, so a damaged file can still be diagnosed.
+    """
+    try:
+        with open(lock_path(directory), "rb") as f:
+            data = f.read(MAX_RECORD_BYTES)
+    except FileNotFoundError:
+        return None
+    return _decode_record(data)
+
+
+def read_epoch(directory: str) -> int:
+    """The durable epoch (0 before the first master).  One open and one small read: cheap enough per write.
+
+    Raises OSError when the file exists but cannot be read, and ValueError when
+    its first line is not a number: a fencing check must not guess.
+    """
+    try:
+        fd = os.open(epoch_path(directory), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return 0
+    try:
+        data = os.pread(fd, 64, 0)
+    finally:
+        os.close(fd)
+    first = data.split(b"\n", 1)[0].strip()
+    if not first:
+        raise ValueError("the epoch file %s is empty" % epoch_path(directory))
+    return int(first)
+
+
+def _write_epoch(directory: str, epoch: int, record: Dict[str, Any]) -> None:
+    """Replace the epoch file atomically (temp file, fsync, rename, fsync directory)."""
+    final = epoch_path(directory)
+    tmp = "%s.%s.%d.tmp" % (final, socket.gethostname(), os.getpid())
+    payload = ("%d\n%s\n" % (epoch, json.dumps(record, sort_keys=True))).encode("utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, payload)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, final)
+    _fsync_dir(os.fspath(directory))
+
+
+def _utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def holder_record(identity: Dict[str, Any], epoch: int) -> Dict[str, Any]:
+    """The JSON record a master writes: who it is and since when."""
+    record = {
+        "nodeName": identity.get("nodeName") or socket.gethostname(),
+        "brokerName": identity.get("brokerName"),
+        "host": identity.get("host") or socket.gethostname(),
+        "pid": os.getpid(),
+        "epoch": epoch,
+        "acquiredAt": _utc_now(),
+    }
+    for key, value in identity.items():  # extra fields (ports, status URL) pass through
+        record.setdefault(key, value)
+    return record
+
+
+def encode_record(record: Dict[str, Any]) -> bytes:
+    data = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
+    if len(data) > MAX_RECORD_BYTES:
+        raise LockFileError("the holder record is larger than %d bytes: %r" % (MAX_RECORD_BYTES, record))
+    return data
+
+
+def _write_record(fd: int, data: bytes) -> None:
+    os.pwrite(fd, data, 0)
+    os.ftruncate(fd, len(data))
+    os.fsync(fd)
+
+
+def become_master(fd: int, directory: str, identity: Dict[str, Any]) -> Dict[str, Any]:
+    """Called with the lock held: bump the epoch durably, then write and fsync the holder record.
+
+    The new epoch is one more than the larger of the epoch file and the last
+    holder record, so neither a deleted epoch file nor a deleted lock file can
+    make an epoch repeat.  Returns the record (its ``epoch`` is the fencing token).
+    """
+    directory = os.fspath(directory)
+    previous = _decode_record(os.pread(fd, MAX_RECORD_BYTES, 0)) or {}
+    last = previous.get("epoch") if isinstance(previous.get("epoch"), int) else 0
+    try:
+        last = max(last, read_epoch(directory))
+    except ValueError:
+        pass  # a damaged epoch file is rewritten; the record's epoch still keeps us monotonic
+    record = holder_record(identity, last + 1)
+    data = encode_record(record)
+    _write_epoch(directory, record["epoch"], record)
+    _write_record(fd, data)
+    _fsync_dir(directory)
+    return record
+
+
+def keep_alive_problem(fd: int, directory: str, epoch: int, record_bytes: bytes) -> Optional[str]:
+    """Check that we are still the master; returns None if so, else why not.
+
+    In order: the lock file still exists and is the same inode as our
+    descriptor; the epoch is still ours; re-asserting the OFD lock on our own
+    descriptor still succeeds (on NFSv4 this asks the server); and rewriting our
+    holder record in place (same bytes) and fsyncing it succeeds -- after a lost
+    NFSv4 lock Linux fails I/O on the descriptor with EIO.
+    """
+    directory = os.fspath(directory)
+    path = lock_path(directory)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "the lock file %s was deleted" % path
+    except OSError as exc:
+        return "cannot stat the lock file %s: %s" % (path, exc)
+    try:
+        fst = os.fstat(fd)
+    except OSError as exc:
+        return "our lock descriptor is unusable: %s" % exc
+    if (st.st_dev, st.st_ino) != (fst.st_dev, fst.st_ino):
+        return "the lock file %s was replaced by another file (inode %d, ours %d)" % (path, st.st_ino, fst.st_ino)
+    try:
+        current = read_epoch(directory)
+    except (OSError, ValueError) as exc:
+        return "cannot read the epoch file: %s" % exc
+    if current != epoch:
+        return "the epoch moved from %d to %d: another broker became master" % (epoch, current)
+    try:
+        if not _lock_fd(fd, blocking=False):
+            return "the lock on %s is held by someone else" % path
+    except OSError as exc:
+        return "re-asserting the lock on %s failed: %s" % (path, exc)
+    try:
+        _write_record(fd, record_bytes)
+    except OSError as exc:
+        return "the write+fsync probe on %s failed: %s" % (path, exc)
+    return None
+
+
+def lock_state(directory: str) -> Dict[str, Any]:
+    """``{"held": bool, "holder": record|None, "epoch": int|None}`` without taking the lock."""
+    directory = os.fspath(directory)
+    try:
+        epoch = read_epoch(directory)  # type: Optional[int]
+    except (OSError, ValueError):
+        epoch = None
+    return {
+        "directory": directory,
+        "held": is_locked(lock_path(directory)),
+        "holder": read_holder(directory),
+        "epoch": epoch,
+    }
+
+
+def probe_exclusive(path: str) -> bool:
+    """Can the lock on ``path`` be taken right now?  Takes it and releases it at once.
+
+    Used to prove that locking works across hosts: while host A holds the lock,
+    this must return False on host B.
+    """
+    fd = try_lock(path)
+    if fd is None:
+        return False
+    unlock(fd)
+    return True

@@ -1,0 +1,226 @@
+"""The ``shared-file`` locker: an OFD lock on ``<kahaDB directory>/lock``, as ActiveMQ's SharedFileLocker.
+
+Differences from ActiveMQ, and why:
+
+* A slave waits in a blocking ``F_OFD_SETLKW`` (in a daemon thread), so it takes
+  over the moment the kernel (or the NFSv4 server) frees the lock, instead of
+  on its next poll.  Only where the blocking wait fails (ENOLCK, EDEADLK, ...)
+  does it poll every ``lockAcquireSleepInterval``.
+* Each master gets a fresh **epoch** (see :mod:`hamq.ha.lockfile`).  The store
+  calls :meth:`SharedFileLease.check_fence` before every write, and seals the
+  previous master's segment at open, so a paused ex-master that wakes up gets
+  nothing accepted.  Because of that the new master does not sleep one
+  keep-alive period after a contested acquire (ActiveMQ's AMQ-4705 guard):
+  the epoch, not the wait, keeps the old master's writes out.
+* Keep-alive is always on (``lockKeepAlivePeriod`` 0 is refused) and checks
+  more than mtime: same inode, same epoch, lock re-asserted, write + fsync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+from hamq.ha import lockfile
+from hamq.ha.lockers import LockedError, Locker, LockerError, MasterLease
+
+log = logging.getLogger("hamq.ha")
+
+#: A keep-alive probe that has not finished after this many periods counts as lost
+#: (a hard-mounted NFS share that stopped answering hangs fsync for minutes).
+PROBE_TIMEOUT_PERIODS = 5
+MIN_PROBE_TIMEOUT_S = 10.0
+
+
+def _in_daemon_thread(
+    func: Callable[..., Any], *args: Any, on_abandoned: Optional[Callable[[Any], Any]] = None
+) -> "asyncio.Future[Any]":
+    """Run ``func(*args)`` in a daemon thread and return an awaitable future.
+
+    Not the loop's default executor: its threads are joined at exit, and a
+    thread blocked in F_OFD_SETLKW or a hung fsync must never keep a broker
+    that is shutting down alive.  ``on_abandoned(result)`` runs when the result
+    arrives after the awaiting side gave up (e.g. a lock granted to a slave that
+    is being stopped), so nothing it holds leaks.
+    """
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def deliver(ok: bool, value: Any) -> None:
+        if future.done():
+            if ok and on_abandoned is not None:
+                on_abandoned(value)
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def run() -> None:
+        try:
+            result = func(*args)
+        except BaseException as exc:  # handed to the awaiting coroutine
+            ok, value = False, exc
+        else:
+            ok, value = True, result
+        try:
+            loop.call_soon_threadsafe(deliver, ok, value)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            if ok and on_abandoned is not None:
+                on_abandoned(value)
+
+    threading.Thread(target=run, name="hamq-%s" % getattr(func, "__name__", "io"), daemon=True).start()
+    return future
+
+
+def _fenced(message: str) -> Exception:
+    from hamq.store import StoreFenced  # imported on the failure path only; the fast path stays one read
+
+    return StoreFenced(message)
+
+
+class SharedFileLease(MasterLease):
+    """Holds the locked descriptor; see :class:`hamq.ha.lockers.MasterLease`."""
+
+    def __init__(self, fd: int, directory: Path, record: Dict[str, Any], keep_alive_period_s: float):
+        self.fd = fd  # type: Optional[int]
+        self.directory = Path(directory)
+        self.record = record
+        self.epoch = int(record["epoch"])
+        self.keep_alive_period_s = keep_alive_period_s
+        self.lost_reason = None  # type: Optional[str]
+        self._record_bytes = lockfile.encode_record(record)
+        self._dir = str(self.directory)
+
+    def check_fence(self) -> None:
+        if self.lost_reason is not None:
+            raise _fenced("not master any more: %s" % self.lost_reason)
+        if self.fd is None:
+            raise _fenced("not master any more: the lock was released")
+        try:
+            current = lockfile.read_epoch(self._dir)
+        except (OSError, ValueError) as exc:
+            raise _fenced("cannot read the epoch file in %s, so writing is unsafe: %s" % (self._dir, exc)) from exc
+        if current != self.epoch:
+            raise _fenced(
+                "epoch %d is not ours (%d): another broker became master of %s" % (current, self.epoch, self._dir)
+            )
+
+    def probe(self) -> Optional[str]:
+        """One keep-alive check, synchronously; the reason when the lock is lost, else None."""
+        if self.fd is None:
+            return "the lock was released"
+        return lockfile.keep_alive_problem(self.fd, self._dir, self.epoch, self._record_bytes)
+
+    async def keep_alive(self, on_lost: Callable[[str], Any]) -> None:
+        timeout = max(PROBE_TIMEOUT_PERIODS * self.keep_alive_period_s, MIN_PROBE_TIMEOUT_S)
+        while self.fd is not None and self.lost_reason is None:
+            await asyncio.sleep(self.keep_alive_period_s)
+            if self.fd is None:
+                return
+            started = time.monotonic()
+            try:
+                problem = await asyncio.wait_for(_in_daemon_thread(self.probe), timeout)
+            except asyncio.TimeoutError:
+                problem = "the keep-alive probe did not finish within %.0f s (storage hung?)" % timeout
+            except Exception as exc:  # any unexpected failure of the check is a lost lock, never ignored
+                problem = "the keep-alive probe failed: %r" % (exc,)
+            if problem is not None and self.fd is not None:
+                self.lost_reason = problem
+                log.error(
+                    "lost the exclusive lock on %s (epoch %d): %s; probe took %.3f s",
+                    self._dir, self.epoch, problem, time.monotonic() - started,
+                )
+                on_lost(problem)
+                return
+
+    def release(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            lockfile.unlock(fd)
+            log.info("released the lock on %s (epoch %d)", self._dir, self.epoch)
+
+
+class SharedFileLocker(Locker):
+    """``<shared-file-locker lockAcquireSleepInterval lockKeepAlivePeriod failIfLocked/>``."""
+
+    name = "shared-file"
+
+    def __init__(self, config: Any, directory: Path, identity: Dict[str, Any]):
+        super().__init__(config, directory, identity)
+        self.sleep_interval_s = getattr(config, "lock_acquire_sleep_interval_ms", 1000) / 1000.0
+        self.keep_alive_period_s = getattr(config, "lock_keep_alive_period_ms", 2000) / 1000.0
+        self.fail_if_locked = bool(getattr(config, "fail_if_locked", False))
+        if self.keep_alive_period_s <= 0:
+            raise LockerError(
+                "lockKeepAlivePeriod must be greater than 0: with 0 a deleted or replaced lock file gives "
+                "two masters (AMQ-4705). Fix: set lockKeepAlivePeriod=\"2000\""
+            )
+        if self.sleep_interval_s <= 0:
+            raise LockerError("lockAcquireSleepInterval must be greater than 0. Fix: set it to e.g. \"1000\"")
+        self.lock_path = lockfile.lock_path(str(self.directory))
+
+    def holder(self) -> Optional[Dict[str, Any]]:
+        try:
+            return lockfile.read_holder(str(self.directory))
+        except OSError:
+            return None
+
+    def _holder_text(self) -> str:
+        holder = self.holder()
+        if not holder:
+            return "another process"
+        return "%s (host %s, pid %s, epoch %s, since %s)" % (
+            holder.get("nodeName"), holder.get("host"), holder.get("pid"), holder.get("epoch"), holder.get("acquiredAt"),
+        )
+
+    async def acquire(self, on_waiting: Optional[Callable[[Optional[Dict[str, Any]]], Any]] = None) -> SharedFileLease:
+        try:
+            fd = lockfile.try_lock(self.lock_path)
+        except lockfile.LockFileError as exc:
+            raise LockerError(str(exc)) from None
+        if fd is None:
+            if self.fail_if_locked:
+                raise LockedError(
+                    "%s is locked by %s and failIfLocked=\"true\", so this broker exits instead of waiting "
+                    "as a slave. Fix: stop the other broker, or set failIfLocked=\"false\" to run as its slave"
+                    % (self.lock_path, self._holder_text())
+                )
+            log.info(
+                "%s is locked by %s. This broker is now in slave mode", self.lock_path, self._holder_text()
+            )
+            if on_waiting is not None:
+                on_waiting(self.holder())
+            fd = await self._wait()
+        try:
+            record = lockfile.become_master(fd, str(self.directory), self.identity)
+        except BaseException:
+            lockfile.unlock(fd)
+            raise
+        log.info("acquired the exclusive lock on %s: master with epoch %d", self.lock_path, record["epoch"])
+        return SharedFileLease(fd, self.directory, record, self.keep_alive_period_s)
+
+    async def _wait(self) -> int:
+        """Blocking OFD wait in a daemon thread; poll every lockAcquireSleepInterval if that is impossible."""
+        try:
+            return await _in_daemon_thread(lockfile.lock_blocking, self.lock_path, on_abandoned=lockfile.unlock)
+        except lockfile.LockFileError as exc:
+            raise LockerError(str(exc)) from None
+        except OSError as exc:
+            log.warning(
+                "a blocking lock wait on %s is not possible here (%s); polling every %.3f s instead",
+                self.lock_path, exc, self.sleep_interval_s,
+            )
+        while True:
+            await asyncio.sleep(self.sleep_interval_s)
+            try:
+                fd = lockfile.try_lock(self.lock_path)
+            except OSError as exc:  # e.g. the NFS server is away: keep trying, as Artemis does
+                log.warning("cannot test the lock on %s: %s; retrying", self.lock_path, exc)
+                continue
+            if fd is not None:
+                return fd

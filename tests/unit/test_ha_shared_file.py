@@ -1,0 +1,127 @@
+"""The shared-file locker and the locker registry (hamq.ha.shared_file, hamq.ha.lockers)."""
+
+import asyncio
+import os
+
+import pytest
+
+from hamq.config.model import LockerConfig
+from hamq.ha import lockfile
+from hamq.ha.lockers import LockedError, LockerError, available_lockers, load_locker
+from hamq.ha.shared_file import SharedFileLease, SharedFileLocker
+
+
+def _locker(directory, node, **kw):
+    cfg = LockerConfig(lock_acquire_sleep_interval_ms=20, lock_keep_alive_period_ms=30, **kw)
+    return load_locker(cfg, directory, {"nodeName": node, "brokerName": "orders"})
+
+
+def test_default_locker_is_shared_file(tmp_path):
+    assert "shared-file" in available_lockers()
+    assert isinstance(load_locker(LockerConfig(), tmp_path, {"nodeName": "a"}), SharedFileLocker)
+    assert isinstance(load_locker(LockerConfig(type="shared-file-locker"), tmp_path, {}), SharedFileLocker)
+
+
+def test_unknown_locker_names_the_available_ones(tmp_path):
+    with pytest.raises(LockerError) as err:
+        load_locker(LockerConfig(type="jdbc-locker"), tmp_path, {})
+    assert "unknown locker 'jdbc-locker'" in str(err.value)
+    assert "shared-file" in str(err.value) and "Fix:" in str(err.value)
+
+
+def test_keep_alive_period_zero_is_refused(tmp_path):
+    with pytest.raises(LockerError, match="AMQ-4705"):
+        load_locker(LockerConfig(lock_keep_alive_period_ms=0), tmp_path, {})
+
+
+def test_missing_directory_is_a_clear_error(tmp_path):
+    locker = _locker(tmp_path / "absent", "a")
+    with pytest.raises(LockerError, match="does not exist"):
+        asyncio.run(locker.acquire())
+
+
+def test_first_broker_becomes_master_with_epoch_one(tmp_path):
+    async def main():
+        lease = await _locker(tmp_path, "b1").acquire()
+        assert isinstance(lease, SharedFileLease)
+        assert lease.epoch == 1 and lease.record["nodeName"] == "b1"
+        assert lockfile.lock_state(str(tmp_path))["held"] is True
+        lease.release()
+        lease.release()  # twice is harmless
+        assert lockfile.lock_state(str(tmp_path))["held"] is False
+
+    asyncio.run(main())
+
+
+def test_fail_if_locked_names_the_holder(tmp_path):
+    async def main():
+        lease = await _locker(tmp_path, "b1").acquire()
+        try:
+            with pytest.raises(LockedError) as err:
+                await _locker(tmp_path, "b2", fail_if_locked=True).acquire()
+            assert "b1" in str(err.value) and "failIfLocked" in str(err.value)
+        finally:
+            lease.release()
+
+    asyncio.run(main())
+
+
+def test_slave_waits_then_takes_over_with_next_epoch(tmp_path):
+    async def main():
+        lease1 = await _locker(tmp_path, "b1").acquire()
+        waiting = []
+        slave = asyncio.ensure_future(_locker(tmp_path, "b2").acquire(on_waiting=waiting.append))
+        await asyncio.sleep(0.1)
+        assert not slave.done()
+        assert waiting and waiting[0]["nodeName"] == "b1"
+        lease1.release()
+        lease2 = await asyncio.wait_for(slave, 30)
+        assert lease2.epoch == 2 and lockfile.read_holder(str(tmp_path))["nodeName"] == "b2"
+        lease2.release()
+
+    asyncio.run(main())
+
+
+def test_cancelled_slave_does_not_keep_the_lock(tmp_path):
+    async def main():
+        lease1 = await _locker(tmp_path, "b1").acquire()
+        slave = asyncio.ensure_future(_locker(tmp_path, "b2").acquire())
+        await asyncio.sleep(0.1)
+        slave.cancel()
+        await asyncio.sleep(0)
+        lease1.release()
+        # the abandoned waiter's thread gets the lock and must give it back
+        lease3 = await asyncio.wait_for(_locker(tmp_path, "b3").acquire(), 30)
+        assert lease3.record["nodeName"] == "b3"
+        lease3.release()
+
+    asyncio.run(main())
+
+
+def test_keep_alive_reports_a_deleted_lock_file(tmp_path):
+    async def main():
+        lease = await _locker(tmp_path, "b1").acquire()
+        lost = []
+        task = asyncio.ensure_future(lease.keep_alive(lost.append))
+        await asyncio.sleep(0.1)
+        assert lost == [] and not task.done()  # healthy while nothing happens
+        os.unlink(lockfile.lock_path(str(tmp_path)))
+        await asyncio.wait_for(task, 30)
+        assert len(lost) == 1 and "deleted" in lost[0]
+        assert lease.lost_reason == lost[0]
+        lease.release()
+
+    asyncio.run(main())
+
+
+def test_keep_alive_ends_quietly_on_release(tmp_path):
+    async def main():
+        lease = await _locker(tmp_path, "b1").acquire()
+        lost = []
+        task = asyncio.ensure_future(lease.keep_alive(lost.append))
+        await asyncio.sleep(0.05)
+        lease.release()
+        await asyncio.wait_for(task, 30)
+        assert lost == []
+
+    asyncio.run(main())
