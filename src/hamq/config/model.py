@@ -50,6 +50,9 @@ class ConnectorConfig:
     max_frame_size: int = 10 * MiB
     max_headers: int = 1000
     max_header_length: int = 64 * 1024
+    #: ``maximumConnections`` URI option; None means no limit (ActiveMQ's default).
+    max_connections: Optional[int] = None
+    #: Every URI option as written (``transport.``/``wireFormat.`` prefixes removed).
     options: Dict[str, str] = field(default_factory=dict)
 
 
@@ -73,6 +76,7 @@ class BrokerConfig:
     status_endpoint: Optional[StatusEndpointConfig] = None
     scheduler_support: bool = False
     #: ``<redeliveryPolicy maximumRedeliveries="6"/>``; past it a message goes to the DLQ.
+    #: -1 means never dead-letter on redelivery count, as in ActiveMQ.
     maximum_redeliveries: int = 6
     dead_letter_queue: str = "ActiveMQ.DLQ"
     #: Where the config came from, for messages.
