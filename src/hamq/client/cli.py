@@ -1,0 +1,299 @@
+"""``hamq produce`` and ``hamq consume``: load and drain a destination through a failover URL.
+
+They exist for failover drills: each prints one JSON summary line on stdout
+(counts, duplicates, reconnects, outage) that a script or test can check, and
+can write per-second samples for a report. Every message carries its sequence
+number (header ``hamq-seq``) so a drain can tell exactly what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from typing import Callable, Optional
+
+from hamq.client.failover import ACK_MODES, ClientError, FailoverClient
+from hamq.client.url import FailoverURLError, parse_url
+
+SEQ_HEADER = "hamq-seq"
+RUN_HEADER = "hamq-run"
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    parser.add_argument(
+        "url", metavar="URL", help="failover:(tcp://h1:61613,tcp://h2:61613)?options or tcp://h:port"
+    )
+    parser.add_argument("destination", metavar="DESTINATION", help="e.g. /queue/orders")
+    parser.add_argument("--login", help="STOMP login")
+    parser.add_argument("--passcode", help="STOMP passcode")
+    parser.add_argument("--vhost", help="CONNECT host header (default: the host of the broker URI)")
+    parser.add_argument(
+        "--rate-log", metavar="FILE", help="write per-second samples (JSON lines: t, count, rate)"
+    )
+    if name == "produce":
+        parser.add_argument("--count", type=_positive, required=True, help="messages to send")
+        parser.add_argument(
+            "--size", type=_non_negative, default=100, help="body size in bytes (default 100)"
+        )
+        parser.add_argument(
+            "--persistent", action="store_true", help="send persistent messages (resent after failover)"
+        )
+        parser.add_argument(
+            "--window", type=_positive, default=1, help="receipted sends in flight (default 1: synchronous)"
+        )
+    else:
+        parser.add_argument("--count", type=_positive, help="stop after this many messages")
+        parser.add_argument(
+            "--ack",
+            choices=ACK_MODES,
+            default="client-individual",
+            help="ack mode (default client-individual)",
+        )
+        parser.add_argument(
+            "--timeout",
+            type=_seconds,
+            default=10.0,
+            help="stop after this many seconds connected without a message (default 10)",
+        )
+        parser.add_argument(
+            "--expect",
+            type=_non_negative,
+            help="report which of hamq-seq 0..N-1 never arrived (missing) instead of gaps up to the highest seen",
+        )
+        parser.add_argument("--prefetch", type=_positive, help="activemq.prefetchSize for the subscription")
+
+
+class _Meter:
+    """Samples a counter once a second for ``--rate-log`` and the live progress line."""
+
+    def __init__(self, read: Callable[[], int], describe: Callable[[], str], rate_log: Optional[str]):
+        self._read = read
+        self._describe = describe
+        self._file = open(rate_log, "w", encoding="utf-8") if rate_log else None
+        self._tty = sys.stderr.isatty()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hamq-meter", daemon=True)
+        self._start = time.time()
+
+    def __enter__(self) -> "_Meter":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample(time.time())
+        if self._file:
+            self._file.close()
+        if self._tty:
+            sys.stderr.write("\n")
+
+    _last = 0
+
+    def _sample(self, now: float) -> None:
+        count = self._read()
+        if self._file:
+            self._file.write(
+                json.dumps({"t": round(now, 3), "count": count, "rate": count - self._last}) + "\n"
+            )
+            self._file.flush()
+        self._last = count
+        if self._tty:
+            sys.stderr.write(f"\r{self._describe()}   ")
+            sys.stderr.flush()
+
+    def _run(self) -> None:
+        next_at = self._start + 1.0
+        while not self._stop.wait(max(0.0, next_at - time.time())):
+            self._sample(time.time())
+            next_at += 1.0
+
+
+def _reconnect_summary(client: FailoverClient) -> dict:
+    events = [e.as_dict() for e in client.reconnect_events]
+    return {
+        "reconnects": len(events),
+        "outage_seconds": round(sum(e["outage_seconds"] or 0.0 for e in events), 3),
+        "reconnect_events": events,
+    }
+
+
+def _rate(count: int, first: Optional[float], last: Optional[float]) -> float:
+    if first is None or last is None or last <= first:
+        return 0.0
+    return round(count / (last - first), 1)
+
+
+def _client(args, **kwargs) -> FailoverClient:
+    return FailoverClient(
+        parse_url(args.url), login=args.login, passcode=args.passcode, vhost=args.vhost, **kwargs
+    )
+
+
+def main_produce(args) -> int:
+    """Send ``--count`` numbered messages; exit 0 only if every one was receipted."""
+    run_id = f"{int(time.time() * 1000):x}"
+    try:
+        client = _client(args, window=args.window)
+    except (FailoverURLError, ValueError) as exc:
+        print(f"hamq produce: {exc}", file=sys.stderr)
+        return 2
+    error = None
+    first = last = None
+    with _Meter(
+        lambda: client.stats["receipted"],
+        lambda: (
+            f"sent {client.stats['sent']} receipted {client.stats['receipted']} "
+            f"reconnects {len(client.reconnect_events)}"
+        ),
+        args.rate_log,
+    ):
+        try:
+            client.connect()
+            first = time.time()
+            for seq in range(args.count):
+                prefix = f"seq={seq} ".encode()
+                body = (prefix + b"x" * max(0, args.size - len(prefix)))[: max(args.size, len(prefix))]
+                client.send(
+                    args.destination,
+                    body,
+                    headers={SEQ_HEADER: str(seq), RUN_HEADER: run_id},
+                    persistent=args.persistent,
+                )
+            client.flush()
+            last = time.time()
+        except ClientError as exc:
+            error = str(exc)
+            last = time.time()
+        finally:
+            client.close()
+    summary = {
+        "command": "produce",
+        "destination": args.destination,
+        "run": run_id,
+        "sent": client.stats["sent"],
+        "receipted": client.stats["receipted"],
+        "resent": client.stats["resent"],
+        "unconfirmed": client.stats["sent"] - client.stats["receipted"],
+        "persistent": args.persistent,
+        "window": args.window,
+        "msgs_per_sec": _rate(client.stats["receipted"], first, last),
+        "first": first,
+        "last": last,
+        **_reconnect_summary(client),
+        "error": error,
+    }
+    print(json.dumps(summary), flush=True)
+    if error:
+        print(f"hamq produce: {error}", file=sys.stderr)
+    return 0 if error is None and summary["unconfirmed"] == 0 else 1
+
+
+def main_consume(args) -> int:
+    """Drain a destination; count duplicates (by message-id) and missing sequence numbers."""
+    try:
+        client = _client(args)
+    except (FailoverURLError, ValueError) as exc:
+        print(f"hamq consume: {exc}", file=sys.stderr)
+        return 2
+    seen: set = set()
+    seqs: set = set()
+    received = deliveries = duplicates = redelivered_repeats = redelivered = unacked = 0
+    first = last = None
+    error = None
+    with _Meter(
+        lambda: received,
+        lambda: f"received {received} duplicates {duplicates} reconnects {len(client.reconnect_events)}",
+        args.rate_log,
+    ):
+        try:
+            client.connect()
+            client.subscribe(args.destination, ack=args.ack, prefetch=args.prefetch)
+            idle_since = time.monotonic()
+            reconnects = 0
+            while args.count is None or received < args.count:
+                msg = client.receive(timeout=0.25)
+                now = time.monotonic()
+                if msg is None:
+                    if not client.connected or len(client.reconnect_events) != reconnects:
+                        # Time spent failing over is not idleness.
+                        reconnects = len(client.reconnect_events)
+                        idle_since = now
+                    if now - idle_since >= args.timeout:
+                        break
+                    continue
+                idle_since = now
+                deliveries += 1
+                if msg.redelivered:
+                    redelivered += 1
+                if msg.message_id in seen:
+                    if msg.redelivered:
+                        redelivered_repeats += 1
+                    else:
+                        duplicates += 1
+                else:
+                    seen.add(msg.message_id)
+                    received += 1
+                    last = time.time()
+                    if first is None:
+                        first = last
+                seq = msg.headers.get(SEQ_HEADER)
+                if seq is not None and seq.isdigit():
+                    seqs.add(int(seq))
+                if args.ack != "auto" and not client.ack(msg):
+                    unacked += 1  # came over a failed connection; the broker redelivers it
+        except ClientError as exc:
+            error = str(exc)
+        finally:
+            client.close()
+    if args.expect is not None:
+        expected_range = args.expect
+    else:
+        expected_range = max(seqs) + 1 if seqs else 0
+    missing = [s for s in range(expected_range) if s not in seqs]
+    summary = {
+        "command": "consume",
+        "destination": args.destination,
+        "ack": args.ack,
+        "received": received,
+        "deliveries": deliveries,
+        "duplicates": duplicates,
+        "redelivered_repeats": redelivered_repeats,
+        "redelivered": redelivered,
+        "acks_skipped": unacked,
+        "missing": len(missing),
+        "missing_seqs": missing[:100],
+        "msgs_per_sec": _rate(received, first, last),
+        "first": first,
+        "last": last,
+        **_reconnect_summary(client),
+        "error": error,
+    }
+    print(json.dumps(summary), flush=True)
+    if error:
+        print(f"hamq consume: {error}", file=sys.stderr)
+    return 0 if error is None else 1
