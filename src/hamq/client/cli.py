@@ -113,15 +113,16 @@ class _Meter:
             sys.stderr.write("\n")
 
     _last = 0
+    _last_t: Optional[float] = None
 
     def _sample(self, now: float) -> None:
         count = self._read()
+        since = now - (self._last_t if self._last_t is not None else self._start)
         if self._file:
-            self._file.write(
-                json.dumps({"t": round(now, 3), "count": count, "rate": count - self._last}) + "\n"
-            )
+            rate = round((count - self._last) / since, 1) if since > 0 else 0.0
+            self._file.write(json.dumps({"t": round(now, 3), "count": count, "rate": rate}) + "\n")
             self._file.flush()
-        self._last = count
+        self._last, self._last_t = count, now
         if self._tty:
             sys.stderr.write(f"\r{self._describe()}   ")
             sys.stderr.flush()
