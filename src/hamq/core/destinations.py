@@ -1,0 +1,153 @@
+"""Queues, topics and durable subscriptions.
+
+A :class:`MessageQueue` is a list of messages waiting for consumers. Queues
+(``/queue/x``), durable topic subscriptions and non-durable topic
+subscriptions are all one of these; they differ in who feeds them (a SEND, a
+topic fan-out) and in how many consumers may attach.
+
+Persistent messages are paged: the queue keeps at most ``window`` messages in
+memory and knows only the *count* of those beyond it (``backlog``); it reads
+them back from the store with ``iter_pending(after_seq=cursor)`` as the window
+drains. Memory therefore does not grow with queue depth.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Deque, List, Optional
+
+from hamq.core.messages import Message
+
+DEFAULT_WINDOW = 1000
+
+
+def queue_key(name: str) -> str:
+    return f"queue:{name}"
+
+
+def durable_key(client_id: str, subscription_name: str) -> str:
+    return f"durable:{client_id}:{subscription_name}"
+
+
+class MessageQueue:
+    """Pending messages of one queue or subscription, plus their counters."""
+
+    def __init__(self, name: str, kind: str, key: Optional[str] = None, store=None, window: int = DEFAULT_WINDOW):
+        self.name = name
+        self.kind = kind  # "queue" | "durable" | "topic-subscription"
+        self.key = key
+        self.store = store if key is not None else None
+        self.window = window
+        self.memory: Deque[Message] = deque()
+        #: Persistent messages that are only on disk, all with seq > cursor.
+        self.backlog = 0
+        #: Highest store seq that is (or was) in memory.
+        self.cursor = -1
+        self.consumers: list = []
+        self.rr = 0
+        self.inflight = 0
+        self.enqueued = 0
+        self.dequeued = 0
+
+    # -- feeding -----------------------------------------------------------------
+    def add(self, message: Message) -> None:
+        """Append a new message; a persistent one past the window stays on disk only."""
+        self.enqueued += 1
+        if message.persistent and self.store is not None:
+            if self.backlog or len(self.memory) >= self.window:
+                self.backlog += 1
+                return
+            if message.seq > self.cursor:
+                self.cursor = message.seq
+        self.memory.append(message)
+
+    def requeue(self, messages: List[Message]) -> None:
+        """Put unacked messages back at the front, in their original order."""
+        for message in reversed(messages):
+            self.memory.appendleft(message)
+
+    def recover(self, pending: int) -> None:
+        """After a restart: ``pending`` stored messages, none in memory yet."""
+        self.backlog = pending
+        self.cursor = -1
+
+    def page_in(self) -> None:
+        """Top the window up from the store when it has drained below half."""
+        if not self.backlog or self.store is None or len(self.memory) >= self.window // 2 + 1:
+            return
+        wanted = self.window - len(self.memory)
+        loaded = 0
+        for ref in self.store.iter_pending(self.key, after_seq=self.cursor):
+            stored = self.store.read(ref)
+            message = Message(
+                stored.message_id,
+                self.name,
+                [tuple(h) for h in stored.headers],
+                stored.body,
+                True,
+                self.key,
+                stored.seq,
+                bool(stored.redelivered),
+            )
+            self.memory.append(message)
+            self.cursor = stored.seq
+            loaded += 1
+            if loaded >= wanted:
+                break
+        if loaded == 0:
+            self.backlog = 0  # the store has nothing after the cursor: the count was stale
+        else:
+            self.backlog = max(0, self.backlog - loaded)
+
+    # -- figures -----------------------------------------------------------------
+    @property
+    def depth(self) -> int:
+        """Messages not yet acked: waiting in memory, on disk only, or in flight."""
+        return len(self.memory) + self.backlog + self.inflight
+
+    def has_ready(self) -> bool:
+        return bool(self.memory) or bool(self.backlog)
+
+
+class Topic:
+    """A ``/topic/`` destination: fans each message out to its subscriptions."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.subscriptions: list = []  # active non-durable Subscription objects
+        self.durables: list = []  # Durable records, online or not
+        self.enqueued = 0
+        self.dequeued = 0
+
+    @property
+    def consumers(self) -> int:
+        return len(self.subscriptions) + sum(1 for d in self.durables if d.subscription is not None)
+
+
+class Durable:
+    """A durable topic subscription: keeps messages while its subscriber is away."""
+
+    def __init__(self, client_id: str, name: str, topic: str, queue: MessageQueue, selector_text=None,
+                 selector=None, no_local: bool = False):
+        self.client_id = client_id
+        self.name = name
+        self.topic = topic
+        self.queue = queue
+        self.selector_text = selector_text
+        self.selector = selector
+        self.no_local = no_local
+        self.subscription = None  # the active Subscription, if its client is connected
+
+    @property
+    def key(self) -> str:
+        return durable_key(self.client_id, self.name)
+
+    def matches(self, message: Message, connection) -> bool:
+        if self.no_local and self.subscription is not None and message.origin is self.subscription.connection:
+            return False
+        if self.selector is None:
+            return True
+        try:
+            return bool(self.selector.matches(message.header_dict()))
+        except Exception:
+            return False

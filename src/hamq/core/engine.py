@@ -1,0 +1,854 @@
+"""The broker engine: STOMP frames in, frames and store batches out. Sans-IO.
+
+The server feeds it decoded frames per connection and writes whatever
+:meth:`Broker.take_outputs` returns. Nothing here touches a socket, a thread
+or the event loop, so every behaviour is testable by feeding frames.
+
+Durability rule: an output tagged ``after_lsn=n`` may only be written once
+the store is durable up to ``n``. Receipts of persistent SENDs wait for their
+message; MESSAGE frames of persistent messages wait for their dispatch mark
+(or auto-ack), so a failover never yields an unflagged duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Dict, List, Optional, Tuple
+
+from hamq import __version__
+from hamq.core.connection import ClientConnection
+from hamq.core.destinations import Durable, MessageQueue, Topic, durable_key, queue_key
+from hamq.core.dispatch import dispatch
+from hamq.core.ids import IdGenerator
+from hamq.core.messages import FRAME_ONLY_HEADERS, Message
+from hamq.core.subscriptions import (
+    ACK_MODES,
+    DEFAULT_DURABLE_TOPIC_PREFETCH,
+    DEFAULT_QUEUE_PREFETCH,
+    DEFAULT_TOPIC_PREFETCH,
+    Subscription,
+)
+from hamq.core.transactions import Transaction
+from hamq.stomp.codec import SUPPORTED_VERSIONS, Frame, HeartBeat, ProtocolError
+
+log = logging.getLogger("hamq.engine")
+
+#: A client that has not sent CONNECT after this long is dropped.
+CONNECT_TIMEOUT_S = 30.0
+#: Heart-beat read timeout = client interval x this (connector option hbGracePeriodMultiplier).
+DEFAULT_HEARTBEAT_GRACE = 1.5
+
+
+class Output:
+    """One thing for the server to do on a connection.
+
+    ``frame`` None and ``close`` False means "send a heart-beat EOL".
+    """
+
+    __slots__ = ("conn_id", "frame", "close", "after_lsn", "version")
+
+    def __init__(self, conn_id, frame: Optional[Frame], close: bool = False, after_lsn: int = 0,
+                 version: str = "1.2"):
+        self.conn_id = conn_id
+        self.frame = frame
+        self.close = close
+        self.after_lsn = after_lsn
+        self.version = version
+
+    def __repr__(self) -> str:  # pragma: no cover - debugging aid
+        what = self.frame.command if self.frame is not None else ("CLOSE" if self.close else "HEARTBEAT")
+        return f"Output({self.conn_id!r}, {what}, after_lsn={self.after_lsn})"
+
+
+class StompError(Exception):
+    """A client mistake: becomes an ERROR frame naming the problem and the fix."""
+
+    def __init__(self, problem: str, fix: str, fatal: bool = False):
+        super().__init__(problem)
+        self.problem = problem
+        self.fix = fix
+        self.fatal = fatal
+
+
+def parse_destination(destination: Optional[str]) -> Tuple[str, str]:
+    """``/queue/x`` -> ("queue", "x"); ActiveMQ strips the prefix the same way."""
+    if not destination:
+        raise StompError("the frame has no destination header", "add destination:/queue/<name> or /topic/<name>")
+    for kind in ("queue", "topic"):
+        prefix = f"/{kind}/"
+        if destination.startswith(prefix):
+            name = destination[len(prefix):]
+            if not name:
+                raise StompError(f"destination {destination!r} has no name", f"use {prefix}<name>")
+            return kind, name
+    raise StompError(
+        f"unsupported destination {destination!r}", "use a destination starting with /queue/ or /topic/"
+    )
+
+
+class Broker:
+    """All destinations, subscriptions and connections of one broker."""
+
+    def __init__(self, config, store=None, scheduler_store=None, clock=time.time, port: Optional[int] = None):
+        self.config = config
+        self.store = store
+        self.scheduler_store = scheduler_store
+        #: Set by the server when scheduling is enabled; see :meth:`route`.
+        self.scheduler = None
+        self.clock = clock
+        self.max_redeliveries = getattr(config, "maximum_redeliveries", 6)
+        self.dlq_name = getattr(config, "dead_letter_queue", "ActiveMQ.DLQ")
+        connectors = getattr(config, "connectors", None) or []
+        if port is None:
+            port = connectors[0].port if connectors else 0
+        self.heartbeat_grace = DEFAULT_HEARTBEAT_GRACE
+        if connectors:
+            raw = connectors[0].options.get("hbGracePeriodMultiplier")
+            if raw:
+                self.heartbeat_grace = float(raw)
+        self.ids = IdGenerator(port, clock=clock)
+        self.connections: Dict[object, ClientConnection] = {}
+        self.queues: Dict[str, MessageQueue] = {}
+        self.topics: Dict[str, Topic] = {}
+        self.durables: Dict[str, Durable] = {}
+        self.client_ids: Dict[str, ClientConnection] = {}
+        self._outputs: List[Output] = []
+        self._pending_ops: list = []
+        self._marks: Dict[str, int] = {}
+        self._awaiting_flush: List[Output] = []
+        self._dirty: Dict[int, MessageQueue] = {}
+        self._ack_counter = 0
+        self.last_lsn = 0
+        self._handlers = {
+            "SEND": self._on_send,
+            "SUBSCRIBE": self._on_subscribe,
+            "UNSUBSCRIBE": self._on_unsubscribe,
+            "ACK": self._on_ack,
+            "NACK": self._on_nack,
+            "BEGIN": self._on_begin,
+            "COMMIT": self._on_commit,
+            "ABORT": self._on_abort,
+            "DISCONNECT": self._on_disconnect,
+            "CONNECT": self._on_reconnect,
+            "STOMP": self._on_reconnect,
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+    def recover(self) -> None:
+        """Rebuild queues and durable subscriptions from the store (bodies stay on disk)."""
+        if self.store is None:
+            return
+        from hamq.core.selector import compile_selector
+
+        for key in self.store.keys():
+            if key.startswith("queue:"):
+                queue = self._queue(key[len("queue:"):])
+                queue.recover(self.store.pending_count(key))
+                self._mark_dirty(queue)
+            elif key.startswith("durable:"):
+                raw = self.store.get_meta(key)
+                if raw is None:
+                    log.warning("store key %s has messages but no subscription record; ignoring it", key)
+                    continue
+                meta = json.loads(raw)
+                selector = compile_selector(meta["selector"]) if meta.get("selector") else None
+                durable = self._new_durable(meta["clientId"], meta["subscriptionName"], meta["topic"],
+                                            meta.get("selector"), selector, bool(meta.get("noLocal")))
+                durable.queue.recover(self.store.pending_count(key))
+
+    def connection_made(self, conn_id, peer=None) -> None:
+        now = self.clock()
+        self.connections[conn_id] = ClientConnection(conn_id, peer, self.ids.connection_number(), now)
+
+    def connection_lost(self, conn_id) -> None:
+        """Forget a connection; its unacked messages go back to their queues."""
+        conn = self.connections.pop(conn_id, None)
+        if conn is None:
+            return
+        conn.closing = True
+        conn.transactions.clear()
+        for sub in list(conn.subscriptions.values()):
+            self._close_subscription(sub)
+        conn.subscriptions.clear()
+        if conn.client_id is not None and self.client_ids.get(conn.client_id) is conn:
+            del self.client_ids[conn.client_id]
+
+    def set_writable(self, conn_id, writable: bool) -> None:
+        """Slow-reader protection: no dispatch to a connection whose buffer is full."""
+        conn = self.connections.get(conn_id)
+        if conn is None:
+            return
+        conn.writable = writable
+        if writable:
+            for sub in conn.subscriptions.values():
+                self._mark_dirty(sub.queue)
+
+    def version_of(self, conn_id) -> str:
+        conn = self.connections.get(conn_id)
+        return conn.version if conn is not None else "1.0"
+
+    # ------------------------------------------------------------------ input
+    def receive(self, conn_id, event) -> None:
+        """Handle one decoded frame or heart-beat from ``conn_id``."""
+        conn = self.connections.get(conn_id)
+        if conn is None or conn.closing:
+            return
+        conn.last_read = self.clock()
+        if isinstance(event, HeartBeat):
+            return
+        frame: Frame = event
+        try:
+            if not conn.connected:
+                if frame.command in ("CONNECT", "STOMP"):
+                    self._on_connect(conn, frame)
+                    return
+                raise StompError(f"received {frame.command} before CONNECT",
+                                 "send a CONNECT (or STOMP) frame first", fatal=True)
+            handler = self._handlers.get(frame.command)
+            if handler is None:
+                raise StompError(f"unknown STOMP command {frame.command!r}",
+                                 "use SEND, SUBSCRIBE, UNSUBSCRIBE, ACK, NACK, BEGIN, COMMIT, ABORT or DISCONNECT")
+            handler(conn, frame)
+        except StompError as exc:
+            self._error(conn, exc.problem, exc.fix, frame.get("receipt"), exc.fatal)
+
+    def protocol_error(self, conn_id, exc: ProtocolError) -> None:
+        """The decoder rejected the byte stream: ERROR, and close if it cannot resync."""
+        conn = self.connections.get(conn_id)
+        if conn is None or conn.closing:
+            return
+        self._error(conn, exc.message, "send well-formed STOMP frames within the connector's size limits",
+                    exc.receipt, exc.fatal or not conn.connected)
+
+    # ------------------------------------------------------------------ output
+    def take_outputs(self) -> List[Output]:
+        """Dispatch what can be dispatched, write store batches, return the outputs."""
+        self._run_dispatch()
+        self._flush_store()
+        outputs = self._outputs
+        self._outputs = []
+        return outputs
+
+    def has_work(self) -> bool:
+        """True if another :meth:`take_outputs` round would dispatch more."""
+        return bool(self._dirty)
+
+    def tick(self, now: Optional[float] = None) -> None:
+        """Heart-beats and idle connections; the server calls this a few times a second."""
+        if now is None:
+            now = self.clock()
+        for conn in list(self.connections.values()):
+            if conn.closing:
+                continue
+            if not conn.connected:
+                if now - conn.last_read > CONNECT_TIMEOUT_S:
+                    log.info("closing %s: no CONNECT within %.0f s", conn.peer, CONNECT_TIMEOUT_S)
+                    self._close(conn)
+                continue
+            if conn.expect_heartbeat_ms and (now - conn.last_read) * 1000 > conn.expect_heartbeat_ms * self.heartbeat_grace:
+                log.info("closing %s: no data or heart-beat for %.1f s (heart-beat %d ms x grace %.1f)",
+                         conn.peer, now - conn.last_read, conn.expect_heartbeat_ms, self.heartbeat_grace)
+                self._close(conn)
+                continue
+            if conn.send_heartbeat_ms and (now - conn.last_write) * 1000 >= conn.send_heartbeat_ms:
+                self._emit(conn, None)
+        if self.scheduler is not None:
+            self.scheduler.tick(now)
+
+    def status(self) -> dict:
+        """Destinations and counters for ``/status`` (the server adds role and lock data)."""
+        destinations = []
+        for name, queue in sorted(self.queues.items()):
+            destinations.append({"name": name, "type": "queue", "depth": queue.depth,
+                                 "consumers": len(queue.consumers), "enqueued": queue.enqueued,
+                                 "dequeued": queue.dequeued})
+        for name, topic in sorted(self.topics.items()):
+            destinations.append({"name": name, "type": "topic", "depth": 0, "consumers": topic.consumers,
+                                 "enqueued": topic.enqueued, "dequeued": topic.dequeued})
+        durables = []
+        for durable in sorted(self.durables.values(), key=lambda d: d.key):
+            durables.append({"clientId": durable.client_id, "subscriptionName": durable.name,
+                             "topic": durable.topic, "depth": durable.queue.depth,
+                             "active": durable.subscription is not None,
+                             "enqueued": durable.queue.enqueued, "dequeued": durable.queue.dequeued})
+        return {
+            "brokerName": getattr(self.config, "broker_name", ""),
+            "nodeName": getattr(self.config, "node_name", ""),
+            "connections": sum(1 for c in self.connections.values() if c.connected),
+            "destinations": destinations,
+            "durableSubscriptions": durables,
+        }
+
+    # ------------------------------------------------------------------ public routing
+    def route(self, destination: str, headers: List[Tuple[str, str]], body: bytes) -> int:
+        """Publish a message that does not come from a client (e.g. a scheduled job).
+
+        Returns the store lsn to wait for (0 when nothing was stored).
+        """
+        return self._publish(None, [Frame("SEND", [("destination", destination)] + list(headers), body)])
+
+    # ------------------------------------------------------------------ frames
+    def _on_connect(self, conn: ClientConnection, frame: Frame) -> None:
+        accept = frame.get("accept-version")
+        if accept is None:
+            version = "1.0"
+        else:
+            offered = {v.strip() for v in accept.split(",")}
+            common = [v for v in SUPPORTED_VERSIONS if v in offered]
+            if not common:
+                raise StompError(f"none of the offered STOMP versions {accept!r} is supported",
+                                 "offer accept-version with 1.0, 1.1 or 1.2", fatal=True)
+            version = common[-1]
+        send_ms = expect_ms = 0
+        beat = frame.get("heart-beat")
+        if beat is not None and version != "1.0":
+            try:
+                cx, cy = (int(part.strip()) for part in beat.split(","))
+                if cx < 0 or cy < 0:
+                    raise ValueError
+            except ValueError:
+                raise StompError(f"invalid heart-beat header {beat!r}",
+                                 "use heart-beat:<send ms>,<receive ms> with two non-negative integers",
+                                 fatal=True) from None
+            # Echo the client's values back as cy,cx, like ActiveMQ.
+            send_ms, expect_ms = cy, cx
+        client_id = frame.get("client-id")
+        if client_id is not None:
+            holder = self.client_ids.get(client_id)
+            if holder is not None and holder is not conn and not holder.closing:
+                raise StompError(f"client-id {client_id!r} is already connected",
+                                 "use a unique client-id per connection, or close the other connection first",
+                                 fatal=True)
+            self.client_ids[client_id] = conn
+            conn.client_id = client_id
+        conn.version = version
+        conn.connected = True
+        conn.session = self.ids.session_id(conn.number)
+        conn.send_heartbeat_ms = send_ms
+        conn.expect_heartbeat_ms = expect_ms
+        headers = [("version", version), ("session", conn.session),
+                   ("server", f"hamq/{__version__}"), ("heart-beat", f"{send_ms},{expect_ms}")]
+        self._emit(conn, Frame("CONNECTED", headers))
+
+    def _on_reconnect(self, conn: ClientConnection, frame: Frame) -> None:
+        raise StompError("already connected", "send CONNECT only once per connection", fatal=True)
+
+    def _on_send(self, conn: ClientConnection, frame: Frame) -> None:
+        parse_destination(frame.get("destination"))
+        tx_id = frame.get("transaction")
+        if tx_id is not None:
+            self._transaction(conn, tx_id).sends.append(frame)
+            self._receipt(conn, frame)
+            return
+        lsn = self._publish(conn, [frame])
+        self._receipt(conn, frame, after_lsn=lsn)
+
+    def _on_subscribe(self, conn: ClientConnection, frame: Frame) -> None:
+        destination = frame.get("destination")
+        kind, name = parse_destination(destination)
+        sub_id = frame.get("id")
+        if sub_id is None:
+            if conn.version != "1.0":
+                raise StompError("SUBSCRIBE has no id header", "add id:<unique subscription id>")
+            sub_id = destination
+        if sub_id in conn.subscriptions:
+            raise StompError(f"subscription id {sub_id!r} is already in use on this connection",
+                             "use a new id, or UNSUBSCRIBE the old one first")
+        ack_mode = frame.get("ack", "auto")
+        if ack_mode not in ACK_MODES:
+            raise StompError(f"unknown ack mode {ack_mode!r}", "use ack:auto, ack:client or ack:client-individual")
+        selector_text = frame.get("selector")
+        selector = None
+        if selector_text:
+            from hamq.core.selector import SelectorError, compile_selector
+
+            try:
+                selector = compile_selector(selector_text)
+            except SelectorError as exc:
+                raise StompError(f"invalid selector: {exc}", "fix the SQL-92 selector expression") from None
+        subscription_name = frame.get("activemq.subscriptionName") or frame.get("durable-subscription-name")
+        if kind == "queue":
+            default_prefetch = DEFAULT_QUEUE_PREFETCH
+        elif subscription_name:
+            default_prefetch = DEFAULT_DURABLE_TOPIC_PREFETCH
+        else:
+            default_prefetch = DEFAULT_TOPIC_PREFETCH
+        prefetch = default_prefetch
+        raw = frame.get("activemq.prefetchSize")
+        if raw is not None:
+            try:
+                prefetch = int(raw)
+                if prefetch <= 0:
+                    raise ValueError
+            except ValueError:
+                raise StompError(f"invalid activemq.prefetchSize {raw!r}",
+                                 "use a positive integer (0 is not supported over STOMP)") from None
+        exclusive = _flag(frame, "activemq.exclusive", "exclusive")
+        no_local = _flag(frame, "activemq.noLocal", "noLocal")
+        durable = None
+        if kind == "queue":
+            queue = self._queue(name)
+        elif subscription_name:
+            if conn.client_id is None:
+                raise StompError("a durable subscription needs a client-id",
+                                 "send client-id:<id> on CONNECT with activemq.subscriptionName")
+            key = durable_key(conn.client_id, subscription_name)
+            durable = self.durables.get(key)
+            if durable is not None and durable.subscription is not None:
+                raise StompError(f"durable subscription {subscription_name!r} of {conn.client_id!r} is already active",
+                                 "unsubscribe the active one first, or use another activemq.subscriptionName")
+            if durable is not None and (durable.topic != name or durable.selector_text != selector_text
+                                        or durable.no_local != no_local):
+                # ActiveMQ replaces a durable subscription whose topic or selector changed.
+                self._remove_durable(durable)
+                durable = None
+            if durable is None:
+                durable = self._new_durable(conn.client_id, subscription_name, name, selector_text, selector,
+                                            no_local)
+                if self.store is not None:
+                    from hamq.store import PutMeta
+
+                    meta = {"clientId": conn.client_id, "subscriptionName": subscription_name, "topic": name,
+                            "selector": selector_text, "noLocal": no_local}
+                    self._pending_ops.append(PutMeta(key, json.dumps(meta)))
+            queue = durable.queue
+        else:
+            queue = MessageQueue(name, "topic-subscription")
+        sub = Subscription(conn, sub_id, destination, queue, ack_mode, prefetch, selector, selector_text,
+                           exclusive, no_local, durable)
+        queue.consumers.append(sub)
+        if durable is not None:
+            durable.subscription = sub
+        elif kind == "topic":
+            self._topic(name).subscriptions.append(sub)
+        conn.subscriptions[sub_id] = sub
+        self._mark_dirty(queue)
+        self._receipt(conn, frame, flush=True)
+
+    def _on_unsubscribe(self, conn: ClientConnection, frame: Frame) -> None:
+        sub_id = frame.get("id")
+        if sub_id is None and conn.version == "1.0":
+            sub_id = frame.get("destination")
+        subscription_name = frame.get("activemq.subscriptionName") or frame.get("durable-subscription-name")
+        sub = conn.subscriptions.pop(sub_id, None) if sub_id is not None else None
+        if sub is None and not subscription_name:
+            if sub_id is None:
+                raise StompError("UNSUBSCRIBE has no id header", "add id:<the id used in SUBSCRIBE>")
+            raise StompError(f"no subscription with id {sub_id!r} on this connection",
+                             "UNSUBSCRIBE with the id used in SUBSCRIBE")
+        if sub is not None:
+            self._close_subscription(sub)
+        if subscription_name:
+            if conn.client_id is None:
+                raise StompError("removing a durable subscription needs a client-id",
+                                 "send client-id:<id> on CONNECT")
+            durable = self.durables.get(durable_key(conn.client_id, subscription_name))
+            if durable is None:
+                raise StompError(f"no durable subscription {subscription_name!r} for client-id {conn.client_id!r}",
+                                 "check activemq.subscriptionName and client-id")
+            if durable.subscription is not None:
+                other = durable.subscription
+                if other.connection is not conn:
+                    raise StompError(f"durable subscription {subscription_name!r} is in use by another connection",
+                                     "close that subscriber first")
+                other.connection.subscriptions.pop(other.id, None)
+                self._close_subscription(other)
+            self._remove_durable(durable)
+        self._receipt(conn, frame, flush=True)
+
+    def _on_ack(self, conn: ClientConnection, frame: Frame) -> None:
+        self._ack_frame(conn, frame, nack=False)
+
+    def _on_nack(self, conn: ClientConnection, frame: Frame) -> None:
+        if conn.version == "1.0":
+            raise StompError("NACK does not exist in STOMP 1.0", "connect with accept-version:1.1 or 1.2")
+        self._ack_frame(conn, frame, nack=True)
+
+    def _ack_frame(self, conn: ClientConnection, frame: Frame, nack: bool) -> None:
+        sub, ack_id = self._resolve_ack(conn, frame)
+        tx_id = frame.get("transaction")
+        if tx_id is not None:
+            self._transaction(conn, tx_id).acks.append(("NACK" if nack else "ACK", frame))
+            self._receipt(conn, frame)
+            return
+        lsn = self._apply_ack(conn, sub, ack_id, nack)
+        self._receipt(conn, frame, after_lsn=lsn, flush=True)
+
+    def _on_begin(self, conn: ClientConnection, frame: Frame) -> None:
+        tx_id = self._tx_header(frame)
+        if tx_id in conn.transactions:
+            raise StompError(f"transaction {tx_id!r} is already open", "use a new transaction id for each BEGIN")
+        conn.transactions[tx_id] = Transaction(tx_id)
+        self._receipt(conn, frame)
+
+    def _on_commit(self, conn: ClientConnection, frame: Frame) -> None:
+        tx = self._transaction(conn, self._tx_header(frame))
+        del conn.transactions[tx.id]
+        lsn = 0
+        # Acks first: their store ops then ride in the same batch as the sends.
+        for command, ack in tx.acks:
+            try:
+                sub, ack_id = self._resolve_ack(conn, ack)
+            except StompError:
+                continue  # acked or redelivered since; nothing left to do
+            lsn = max(lsn, self._apply_ack(conn, sub, ack_id, command == "NACK"))
+        if tx.sends:
+            lsn = max(lsn, self._publish(conn, tx.sends))
+        self._receipt(conn, frame, after_lsn=lsn, flush=True)
+
+    def _on_abort(self, conn: ClientConnection, frame: Frame) -> None:
+        tx = self._transaction(conn, self._tx_header(frame))
+        del conn.transactions[tx.id]
+        self._receipt(conn, frame)
+
+    def _on_disconnect(self, conn: ClientConnection, frame: Frame) -> None:
+        self._receipt(conn, frame, after_lsn=self.last_lsn, flush=True)
+        self._close(conn)
+
+    # ------------------------------------------------------------------ helpers: frames
+    @staticmethod
+    def _tx_header(frame: Frame) -> str:
+        tx_id = frame.get("transaction")
+        if not tx_id:
+            raise StompError(f"{frame.command} has no transaction header", "add transaction:<id>")
+        return tx_id
+
+    @staticmethod
+    def _transaction(conn: ClientConnection, tx_id: str) -> Transaction:
+        tx = conn.transactions.get(tx_id)
+        if tx is None:
+            raise StompError(f"unknown transaction {tx_id!r}", "send BEGIN with this transaction id first")
+        return tx
+
+    def _resolve_ack(self, conn: ClientConnection, frame: Frame) -> Tuple[Subscription, str]:
+        if conn.version == "1.2":
+            ack_id = frame.get("id")
+            if ack_id is None:
+                raise StompError(f"{frame.command} has no id header",
+                                 "copy the ack header of the MESSAGE into the id header")
+            sub = conn.ack_index.get(ack_id)
+            if sub is not None and ack_id in sub.inflight:
+                return sub, ack_id
+            raise StompError(f"unexpected {frame.command} for id {ack_id!r}: no such message awaits an "
+                             "acknowledgement on this connection",
+                             "acknowledge only messages received on this connection and not yet acknowledged")
+        message_id = frame.get("message-id") or frame.get("id")
+        if message_id is None:
+            raise StompError(f"{frame.command} has no message-id header", "add message-id:<id of the MESSAGE>")
+        sub_id = frame.get("subscription")
+        if sub_id is not None and sub_id in conn.subscriptions:
+            candidates = [conn.subscriptions[sub_id]]
+        else:
+            candidates = list(conn.subscriptions.values())
+        for sub in candidates:
+            ack_id = sub.ack_by_message_id.get(message_id)
+            if ack_id is not None:
+                return sub, ack_id
+        sub = conn.ack_index.get(message_id)  # a 1.2-style ack id sent by a 1.0/1.1 client
+        if sub is not None and message_id in sub.inflight:
+            return sub, message_id
+        raise StompError(f"unexpected {frame.command} for message-id {message_id!r}: no such message awaits an "
+                         "acknowledgement on this connection",
+                         "acknowledge only messages received on this connection and not yet acknowledged")
+
+    def _receipt(self, conn: ClientConnection, frame: Frame, after_lsn: int = 0, flush: bool = False) -> None:
+        receipt = frame.get("receipt")
+        if receipt is None:
+            return
+        out = self._emit(conn, Frame("RECEIPT", [("receipt-id", receipt)]), after_lsn)
+        if flush:
+            self._awaiting_flush.append(out)
+
+    def _error(self, conn: ClientConnection, problem: str, fix: str, receipt: Optional[str], fatal: bool) -> None:
+        text = f"{problem}. Fix: {fix}".replace("\n", " ").replace("\r", " ")
+        headers = [("message", text), ("content-type", "text/plain")]
+        if receipt is not None:
+            headers.append(("receipt-id", receipt))
+        body = (text + "\n").encode("utf-8")
+        headers.append(("content-length", str(len(body))))
+        log.info("ERROR to %s: %s%s", conn.peer, text, " (closing)" if fatal else "")
+        self._emit(conn, Frame("ERROR", headers, body))
+        if fatal:
+            self._close(conn)
+
+    def _emit(self, conn: ClientConnection, frame: Optional[Frame], after_lsn: int = 0) -> Output:
+        out = Output(conn.id, frame, False, after_lsn, conn.version)
+        self._outputs.append(out)
+        conn.last_write = self.clock()
+        return out
+
+    def _close(self, conn: ClientConnection) -> None:
+        conn.closing = True
+        self._outputs.append(Output(conn.id, None, True, 0, conn.version))
+
+    # ------------------------------------------------------------------ helpers: routing
+    def _queue(self, name: str) -> MessageQueue:
+        queue = self.queues.get(name)
+        if queue is None:
+            queue = self.queues[name] = MessageQueue(name, "queue", queue_key(name), self.store)
+        return queue
+
+    def _topic(self, name: str) -> Topic:
+        topic = self.topics.get(name)
+        if topic is None:
+            topic = self.topics[name] = Topic(name)
+        return topic
+
+    def _new_durable(self, client_id, name, topic_name, selector_text, selector, no_local) -> Durable:
+        key = durable_key(client_id, name)
+        queue = MessageQueue(f"{client_id}:{name}", "durable", key, self.store, window=DEFAULT_QUEUE_PREFETCH)
+        durable = Durable(client_id, name, topic_name, queue, selector_text, selector, no_local)
+        self.durables[key] = durable
+        self._topic(topic_name).durables.append(durable)
+        return durable
+
+    def _remove_durable(self, durable: Durable) -> None:
+        self.durables.pop(durable.key, None)
+        topic = self.topics.get(durable.topic)
+        if topic is not None and durable in topic.durables:
+            topic.durables.remove(durable)
+        if self.store is not None:
+            from hamq.store import DeleteKey
+
+            self._pending_ops.append(DeleteKey(durable.key))
+
+    def _mark_dirty(self, queue: MessageQueue) -> None:
+        self._dirty[id(queue)] = queue
+
+    def _publish(self, conn: Optional[ClientConnection], frames: List[Frame]) -> int:
+        """Turn SEND frames into messages on their queues; returns the lsn to wait for."""
+        now_ms = int(self.clock() * 1000)
+        store = self.store
+        adds: list = []
+        placements: List[Tuple[MessageQueue, Message, int]] = []
+        seen_ids = set()
+        duplicate = False
+        for frame in frames:
+            destination = frame.get("destination")
+            kind, name = parse_destination(destination)
+            message_id = frame.get("message-id")
+            if not message_id:
+                if conn is not None:
+                    conn.message_seq += 1
+                    message_id = self.ids.message_id(conn.number, conn.message_seq)
+                else:
+                    self._ack_counter += 1
+                    message_id = self.ids.message_id(0, self._ack_counter)
+            persistent = frame.get("persistent") == "true"
+            headers = []
+            has_timestamp = False
+            for k, v in frame.headers:
+                if k in FRAME_ONLY_HEADERS:
+                    continue
+                if k == "timestamp":
+                    has_timestamp = True
+                headers.append((k, v))
+            if not has_timestamp:
+                headers.append(("timestamp", str(now_ms)))
+            message = Message(message_id, destination, headers, frame.body, persistent, origin=conn)
+            if persistent and store is not None:
+                if message_id in seen_ids or store.is_duplicate(message_id):
+                    duplicate = True
+                    log.debug("duplicate persistent message %s stored once", message_id)
+                    continue
+                seen_ids.add(message_id)
+            if kind == "queue":
+                targets = [self._queue(name)]
+            else:
+                topic = self._topic(name)
+                topic.enqueued += 1
+                targets = [s.queue for s in topic.subscriptions if s.active and s.matches(message)]
+                targets += [d.queue for d in topic.durables if d.matches(message, conn)]
+            for i, queue in enumerate(targets):
+                copy = message if i == 0 else message.copy_for(queue.key)
+                copy.key = queue.key
+                if persistent and queue.key is not None and store is not None:
+                    from hamq.store import AddMessage
+
+                    placements.append((queue, copy, len(adds)))
+                    adds.append(AddMessage(queue.key, message_id, headers, frame.body))
+                else:
+                    copy.key = None
+                    placements.append((queue, copy, -1))
+        lsn = self.last_lsn if duplicate else 0
+        if adds:
+            lsn = self._append(adds)
+            seqs = store.last_seqs
+            for _queue, message, index in placements:
+                if index >= 0:
+                    message.seq = seqs[index]
+        for queue, message, _ in placements:
+            queue.add(message)
+            self._mark_dirty(queue)
+        return lsn
+
+    # ------------------------------------------------------------------ helpers: delivery
+    def _run_dispatch(self) -> None:
+        if not self._dirty:
+            return
+        now_ms = self.clock() * 1000
+        dirty = self._dirty
+        self._dirty = {}
+        for key, queue in dirty.items():
+            if dispatch(queue, self._deliver, self._expire, now_ms):
+                self._dirty[key] = queue
+
+    def _deliver(self, sub: Subscription, message: Message) -> None:
+        conn = sub.connection
+        self._ack_counter += 1
+        ack_id = str(self._ack_counter)
+        headers = [("subscription", sub.id), ("message-id", message.message_id),
+                   ("destination", message.destination)]
+        if conn.version == "1.2":
+            headers.append(("ack", ack_id))
+        if message.redelivered:
+            headers.append(("redelivered", "true"))
+        headers.extend(message.headers)
+        headers.append(("content-length", str(len(message.body))))
+        out = Output(conn.id, Frame("MESSAGE", headers, message.body), False, 0, conn.version)
+        self._outputs.append(out)
+        queue = sub.queue
+        if sub.ack_mode == "auto":
+            queue.dequeued += 1
+            if message.key is not None and self.store is not None:
+                from hamq.store import Ack
+
+                self._pending_ops.append(Ack(message.key, message.seq))
+                self._awaiting_flush.append(out)
+        else:
+            sub.track(ack_id, message)
+            conn.ack_index[ack_id] = sub
+            queue.inflight += 1
+            if message.key is not None and self.store is not None:
+                if message.seq > self._marks.get(message.key, -1):
+                    self._marks[message.key] = message.seq
+                self._awaiting_flush.append(out)
+
+    def _expire(self, queue: MessageQueue, message: Message) -> None:
+        queue.dequeued += 1
+        if message.key is not None and self.store is not None:
+            from hamq.store import Ack
+
+            self._pending_ops.append(Ack(message.key, message.seq))
+
+    def _apply_ack(self, conn: ClientConnection, sub: Subscription, ack_id: str, nack: bool) -> int:
+        """ACK (cumulative in client mode) or NACK one delivery; returns an lsn to wait for."""
+        lsn = 0
+        ack_ids = [ack_id] if nack else sub.acked_by(ack_id)
+        queue = sub.queue
+        for one in ack_ids:
+            message = sub.release(one)
+            conn.ack_index.pop(one, None)
+            if message is None:
+                continue
+            queue.inflight -= 1
+            if nack:
+                lsn = max(lsn, self._dead_letter(queue, message, "NACK"))
+            else:
+                queue.dequeued += 1
+                if message.key is not None and self.store is not None:
+                    from hamq.store import Ack
+
+                    self._pending_ops.append(Ack(message.key, message.seq))
+        self._mark_dirty(queue)
+        return lsn
+
+    def _dead_letter(self, queue: MessageQueue, message: Message, cause: str) -> int:
+        """Move a message to the DLQ (ActiveMQ's POISON_ACK); returns the lsn of the move."""
+        queue.dequeued += 1
+        dlq = self._queue(self.dlq_name)
+        headers = [(k, v) for k, v in message.headers if k not in ("original-destination", "dlqDeliveryFailureCause")]
+        headers.append(("original-destination", message.destination))
+        headers.append(("dlqDeliveryFailureCause", cause))
+        moved = Message(message.message_id, f"/queue/{self.dlq_name}", headers, message.body, message.persistent,
+                        None)
+        lsn = 0
+        if message.persistent and self.store is not None:
+            from hamq.store import Ack, AddMessage
+
+            ops = [AddMessage(dlq.key, message.message_id, headers, message.body)]
+            if message.key is not None:
+                ops.append(Ack(message.key, message.seq))
+            lsn = self._append(ops)
+            moved.key = dlq.key
+            moved.seq = self.store.last_seqs[0]
+        log.info("message %s from %s moved to %s: %s", message.message_id, message.destination, self.dlq_name, cause)
+        dlq.add(moved)
+        self._mark_dirty(dlq)
+        return lsn
+
+    def _close_subscription(self, sub: Subscription) -> None:
+        """End a subscription; its unacked messages are redelivered (or dead-lettered)."""
+        sub.active = False
+        queue = sub.queue
+        if sub in queue.consumers:
+            queue.consumers.remove(sub)
+        conn = sub.connection
+        messages = list(sub.inflight.values())
+        for ack_id in sub.inflight:
+            conn.ack_index.pop(ack_id, None)
+        sub.inflight.clear()
+        sub.ack_by_message_id.clear()
+        queue.inflight -= len(messages)
+        if sub.durable is not None:
+            if sub.durable.subscription is sub:
+                sub.durable.subscription = None
+        elif queue.kind == "topic-subscription":
+            topic = self.topics.get(queue.name)
+            if topic is not None and sub in topic.subscriptions:
+                topic.subscriptions.remove(sub)
+            return  # a non-durable topic subscription's messages die with it
+        back = []
+        for message in messages:
+            message.redelivered = True
+            message.delivery_count += 1
+            if 0 <= self.max_redeliveries < message.delivery_count:
+                self._dead_letter(queue, message, f"delivery count exceeded maximumRedeliveries "
+                                                  f"({self.max_redeliveries})")
+            else:
+                back.append(message)
+        queue.requeue(back)
+        self._mark_dirty(queue)
+
+    # ------------------------------------------------------------------ helpers: store
+    def _append(self, ops: list) -> int:
+        """Write one atomic batch: pending acks/marks first, then ``ops``."""
+        batch = self._pending_ops
+        self._pending_ops = []
+        if self._marks:
+            from hamq.store import MarkDispatched
+
+            batch.extend(MarkDispatched(key, seq) for key, seq in self._marks.items())
+            self._marks = {}
+        batch.extend(ops)
+        lsn = self.store.append(batch)
+        self.last_lsn = lsn
+        for out in self._awaiting_flush:
+            if out.after_lsn < lsn:
+                out.after_lsn = lsn
+        self._awaiting_flush = []
+        return lsn
+
+    def _flush_store(self) -> None:
+        if self.store is None:
+            self._pending_ops = []
+            self._marks = {}
+            self._awaiting_flush = []
+            return
+        if self._pending_ops or self._marks:
+            self._append([])
+        elif self._awaiting_flush:
+            for out in self._awaiting_flush:
+                if out.after_lsn < self.last_lsn:
+                    out.after_lsn = self.last_lsn
+            self._awaiting_flush = []
+
+
+def _flag(frame: Frame, *names: str) -> bool:
+    for name in names:
+        value = frame.get(name)
+        if value is not None:
+            return value.strip().lower() == "true"
+    return False
