@@ -1,0 +1,365 @@
+"""Segment files on disk: the writer (with group commit) and the recovery scanner.
+
+The writer is the only code that writes journal bytes.  ``write()`` does a
+single ``os.write`` per batch and no fsync; ``sync()`` fsyncs everything
+written so far, so all batches appended while the previous fsync ran share
+the next one (group commit).  ``sync()`` may run in a worker thread while the
+event loop keeps appending: a lock guards the fd and the counters, and
+``durable_lsn`` only moves to the lsn that was written before the fsync began.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
+
+from hamq.store.codec import (
+    BATCH_HEADER_SIZE,
+    SEGMENT_HEADER_SIZE,
+    SegmentHeader,
+    batch_crc_ok,
+    pack_batch,
+    pack_segment_header,
+    unpack_batch_header,
+    unpack_segment_header,
+)
+from hamq.store.errors import StoreError, StoreFenced
+from hamq.store.index import fsync_dir
+
+log = logging.getLogger("hamq.store")
+
+SEGMENT_RE = re.compile(r"^db-(\d+)\.log$")
+SYNC_STRATEGIES = ("always", "periodic", "never")
+QUARANTINE = "quarantine"
+
+
+def segment_name(n: int) -> str:
+    return f"db-{n}.log"
+
+
+def list_segments(directory: str) -> List[int]:
+    out = []
+    for name in os.listdir(directory):
+        m = SEGMENT_RE.match(name)
+        if m:
+            out.append(int(m.group(1)))
+    return sorted(out)
+
+
+def read_segment_header(path: str) -> Optional[SegmentHeader]:
+    try:
+        with open(path, "rb") as f:
+            return unpack_segment_header(f.read(SEGMENT_HEADER_SIZE))
+    except OSError as exc:
+        raise StoreError(f"cannot read journal segment {path}: {exc}") from exc
+
+
+def quarantine_path(directory: str, name: str) -> str:
+    """A fresh path under ``<dir>/quarantine`` for bytes recovery refuses: set aside, never deleted."""
+    qdir = os.path.join(directory, QUARANTINE)
+    os.makedirs(qdir, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    base = os.path.join(qdir, f"{name}.{stamp}")
+    path, n = base, 1
+    while os.path.exists(path):
+        n += 1
+        path = f"{base}.{n}"
+    return path
+
+
+class SegmentScan:
+    """Iterate the valid batches of one segment from ``start`` up to ``limit``.
+
+    Yields ``(lsn, payload_offset, payload)``.  Afterwards ``end`` is the byte
+    after the last valid batch and ``problem`` says why the scan stopped early
+    (None when it reached ``limit`` cleanly); ``torn`` tells a torn tail
+    (an incomplete last write, expected after a crash) from corruption with
+    data after it.
+    """
+
+    def __init__(self, path: str, start: int, limit: int, epoch: int, next_lsn: int) -> None:
+        self.path, self.start, self.limit, self.epoch = path, start, limit, epoch
+        self.next_lsn = next_lsn
+        self.end = start
+        self.problem: Optional[str] = None
+        self.torn = False
+        self.batches = 0
+
+    def __iter__(self) -> Iterator[Tuple[int, int, bytes]]:
+        limit = self.limit
+        try:
+            f = open(self.path, "rb", buffering=1 << 20)
+        except OSError as exc:
+            raise StoreError(f"cannot open journal segment {self.path}: {exc}") from exc
+        with f:
+            f.seek(self.start)
+            pos = self.start
+            while pos < limit:
+                remaining = limit - pos
+                if remaining < BATCH_HEADER_SIZE:
+                    self._stop(pos, f"{remaining} trailing bytes, shorter than a batch header", torn=True, f=f)
+                    return
+                raw = f.read(BATCH_HEADER_SIZE)
+                head = unpack_batch_header(raw) if len(raw) == BATCH_HEADER_SIZE else None
+                if head is None:
+                    self._stop(pos, "no batch header (bad magic)", torn=False, f=f)
+                    return
+                total = BATCH_HEADER_SIZE + head.length
+                if total > remaining:
+                    self._stop(pos, f"batch of {total} bytes runs past the end ({remaining} left)", torn=True, f=f)
+                    return
+                payload = f.read(head.length)
+                if len(payload) != head.length or not batch_crc_ok(head, payload):
+                    self._stop(pos, "batch checksum mismatch", torn=(total == remaining), f=f)
+                    return
+                if head.lsn != self.next_lsn:
+                    self._stop(pos, f"batch lsn {head.lsn} where {self.next_lsn} was expected", torn=False, f=f)
+                    return
+                if head.epoch != self.epoch:
+                    self._stop(pos, f"batch of epoch {head.epoch} in a segment of epoch {self.epoch}", False, f)
+                    return
+                self.next_lsn += 1
+                self.batches += 1
+                yield head.lsn, pos + BATCH_HEADER_SIZE, payload
+                pos += total
+                self.end = pos
+
+    def _stop(self, pos: int, why: str, torn: bool, f) -> None:
+        self.end = pos
+        self.problem = why
+        if not torn:
+            # zero-filled space after a crash is a torn tail too, not corruption
+            f.seek(pos)
+            rest = f.read(self.limit - pos)
+            torn = not rest.strip(b"\0")
+        self.torn = torn
+
+
+class Journal:
+    """The open write segment plus cached read fds; thread-safe for append-vs-sync."""
+
+    def __init__(
+        self,
+        directory: str,
+        sync_strategy: str,
+        sync_interval_ms: int,
+        max_segment_bytes: int,
+        fence: Optional[Callable[[], None]],
+    ) -> None:
+        self.directory = directory
+        self.sync_strategy = sync_strategy
+        self.sync_interval = sync_interval_ms / 1000.0
+        self.max_segment_bytes = max_segment_bytes
+        self.fence = fence
+        self._lock = threading.Lock()  # fd, offset, written_lsn, rollover
+        self._sync_lock = threading.Lock()  # one fsync at a time
+        self._fd = -1
+        self.segment = -1
+        self.offset = 0
+        self.epoch = 0
+        self.written_lsn = 0
+        self._synced_lsn = 0
+        self._last_sync = time.monotonic()
+        self._read_fds: Dict[int, int] = {}
+        self._failed: Optional[str] = None
+
+    # ------------------------------------------------------------ segments
+    def path(self, n: int) -> str:
+        return os.path.join(self.directory, segment_name(n))
+
+    def create_segment(self, header: SegmentHeader, durable: bool = True) -> int:
+        """Create ``db-<N>.log`` with O_EXCL, so two writers can never share a new segment."""
+        path = self.path(header.segment)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            existing = read_segment_header(path)
+            if existing is not None and existing.epoch < header.epoch:
+                # a stale master created it after we took over; set it aside and take the number
+                dest = quarantine_path(self.directory, segment_name(header.segment))
+                os.replace(path, dest)
+                log.warning(
+                    "segment %s was created by stale epoch %d (ours is %d); moved it to %s",
+                    path, existing.epoch, header.epoch, dest,
+                )
+                return self.create_segment(header, durable)
+            raise StoreFenced(
+                f"journal segment {path} already exists (epoch {existing.epoch if existing else '?'}): "
+                f"another broker is writing this store; this one (epoch {header.epoch}) must stop"
+            ) from None
+        except OSError as exc:
+            raise StoreError(f"cannot create journal segment {path}: {exc}") from exc
+        try:
+            os.write(fd, pack_segment_header(header))
+            if durable:
+                os.fsync(fd)
+                fsync_dir(self.directory)
+        except OSError as exc:
+            os.close(fd)
+            raise StoreError(f"cannot write the header of journal segment {path}: {exc}") from exc
+        return fd
+
+    def start(self, header: SegmentHeader, last_lsn: int) -> None:
+        """Begin writing a fresh segment (at open, after recovery); its header seals the previous one."""
+        fd = self.create_segment(header, durable=True)
+        with self._lock:
+            self._fd = fd
+            self._read_fds[header.segment] = fd
+            self.segment = header.segment
+            self.offset = SEGMENT_HEADER_SIZE
+            self.epoch = header.epoch
+            self.written_lsn = self._synced_lsn = last_lsn
+            self._failed = None
+
+    def _check_fence(self) -> None:
+        if self.fence is None:
+            return
+        try:
+            self.fence()
+        except StoreFenced:
+            raise
+        except Exception as exc:
+            raise StoreFenced(f"fencing check failed, refusing to write: {exc}") from exc
+
+    def _rollover(self) -> None:
+        """Seal the full segment at its length and continue in a new one (lock held)."""
+        self._check_fence()
+        if self.sync_strategy != "never":
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                self._fail(f"fsync of segment {self.segment} failed: {exc}")
+            self._synced_lsn = self.written_lsn
+            self._last_sync = time.monotonic()
+        header = SegmentHeader(self.segment + 1, self.segment, self.offset, self.epoch, self.written_lsn + 1)
+        fd = self.create_segment(header, durable=self.sync_strategy != "never")
+        self._read_fds[header.segment] = fd
+        self._fd = fd
+        self.segment = header.segment
+        self.offset = SEGMENT_HEADER_SIZE
+
+    def _fail(self, why: str) -> None:
+        self._failed = why
+        raise StoreError(f"{why}; the journal is closed for writing, restart the broker to recover it")
+
+    # ------------------------------------------------------------ write path
+    def write(self, payload: bytes) -> Tuple[int, int, int]:
+        """Write one batch; returns (lsn, segment, payload offset).  Fences first."""
+        with self._lock:
+            if self._failed:
+                raise StoreError(f"journal unusable after an earlier error ({self._failed}); restart the broker")
+            if self._fd < 0:
+                raise StoreError("the store is not open; call open(epoch) first")
+            size = BATCH_HEADER_SIZE + len(payload)
+            if self.offset > SEGMENT_HEADER_SIZE and self.offset + size > self.max_segment_bytes:
+                self._rollover()
+            self._check_fence()
+            lsn = self.written_lsn + 1
+            data = pack_batch(payload, self.epoch, lsn)
+            try:
+                n = os.write(self._fd, data)
+                while n < len(data):  # only on odd filesystems; finish the batch
+                    n += os.write(self._fd, data[n:])
+            except OSError as exc:
+                self._fail(f"write to journal segment {self.segment} failed: {exc}")
+            start = self.offset
+            self.offset += len(data)
+            self.written_lsn = lsn
+            if self.sync_strategy == "periodic" and time.monotonic() - self._last_sync >= self.sync_interval:
+                self._sync_now(self._fd, lsn)
+            return lsn, self.segment, start + BATCH_HEADER_SIZE
+
+    @property
+    def durable_lsn(self) -> int:
+        if self.sync_strategy == "always":
+            return self._synced_lsn
+        return self.written_lsn  # periodic/never: reported at once, the documented risk
+
+    def sync(self, force: bool = False) -> int:
+        """fsync what was written so far (group commit); returns durable_lsn."""
+        if self.sync_strategy == "never" and not force:
+            return self.written_lsn
+        with self._lock:
+            if self._failed:
+                raise StoreError(f"journal unusable after an earlier error ({self._failed}); restart the broker")
+            target, fd = self.written_lsn, self._fd
+        if target <= self._synced_lsn or fd < 0:
+            return self.durable_lsn
+        if self.sync_strategy == "periodic" and not force:
+            if time.monotonic() - self._last_sync < self.sync_interval:
+                return self.durable_lsn
+        with self._sync_lock:
+            if target > self._synced_lsn:
+                self._sync_now(fd, target)
+        return self.durable_lsn
+
+    def _sync_now(self, fd: int, target: int) -> None:
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            # after a failed fsync the page cache may have dropped our data: never retry it
+            self._failed = f"fsync of journal segment {self.segment} failed: {exc}"
+            raise StoreError(f"{self._failed}; restart the broker to recover the journal") from exc
+        self._last_sync = time.monotonic()
+        if target > self._synced_lsn:
+            self._synced_lsn = target
+
+    # ------------------------------------------------------------ read path
+    def pread(self, segment: int, offset: int, length: int) -> bytes:
+        fd = self._read_fds.get(segment)
+        if fd is None:
+            try:
+                fd = os.open(self.path(segment), os.O_RDONLY)
+            except OSError as exc:
+                raise StoreError(f"cannot open journal segment {self.path(segment)}: {exc}") from exc
+            self._read_fds[segment] = fd
+        try:
+            data = os.pread(fd, length, offset)
+        except OSError as exc:
+            raise StoreError(f"cannot read journal segment {self.path(segment)} at {offset}: {exc}") from exc
+        if len(data) != length:
+            raise StoreError(
+                f"journal segment {self.path(segment)} ends before the message at offset {offset} "
+                f"({len(data)} of {length} bytes); the file was truncated outside hamq"
+            )
+        return data
+
+    def forget(self, segment: int) -> None:
+        """Close the cached fd of a segment about to be deleted."""
+        with self._lock:
+            fd = self._read_fds.pop(segment, None)
+            if fd is not None and fd != self._fd:
+                os.close(fd)
+
+    def close(self) -> None:
+        with self._lock:
+            for fd in self._read_fds.values():
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            self._read_fds.clear()
+            self._fd = -1
+
+
+def copy_aside(directory: str, path: str, start: int, end: int) -> Optional[str]:
+    """Copy bytes [start, end) of a segment into the quarantine directory before they are cut off."""
+    if end <= start:
+        return None
+    dest = quarantine_path(directory, f"{os.path.basename(path)}.from-{start}")
+    with open(path, "rb") as src, open(dest, "wb") as out:
+        src.seek(start)
+        left = end - start
+        while left > 0:
+            chunk = src.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            out.write(chunk)
+            left -= len(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    return dest
