@@ -39,8 +39,21 @@ command -v docker >/dev/null || { echo "build_images: the docker CLI is missing.
 docker info >/dev/null 2>&1 || { echo "build_images: no Docker daemon answers. Fix: start dockerd (systemctl start docker, or dockerd &)" >&2; exit 2; }
 
 mirror="$(find_mirror)"
-base_hash="$(printf '%s\n%s\n%s\n%s\n' "$suite" "$packages" "$mirror" "$(sha256sum "$here/build_images.sh" | cut -d' ' -f1)" \
-             | sha256sum | cut -c1-16)"
+# Everything that shapes the root filesystem; its hash decides on a rebuild.
+mmdebstrap_args=(
+    --quiet --variant=minbase
+    --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr   # without it perl comes in (+50 MB)
+    --include="$packages"
+    --dpkgopt='path-exclude=/usr/share/man/*'
+    --dpkgopt='path-exclude=/usr/share/doc/*'
+    --dpkgopt='path-include=/usr/share/doc/*/copyright'
+    --dpkgopt='path-exclude=/usr/share/locale/*'
+    --dpkgopt='path-include=/usr/share/locale/locale.alias'
+    --dpkgopt='path-exclude=/usr/share/info/*'
+    --customize-hook='mkdir -p "$1/usr/share/man/man1"'   # some postinst scripts expect it
+    --customize-hook='rm -f "$1/etc/machine-id" && touch "$1/etc/machine-id"'  # systemd makes one per container
+)
+base_hash="$(printf '%s\n' "$suite" "$mirror" "${mmdebstrap_args[@]}" | sha256sum | cut -c1-16)"
 node_hash="$(printf '%s\n%s\n' "$base_hash" "$(sha256sum "$here/docker/Dockerfile" | cut -d' ' -f1)" | sha256sum | cut -c1-16)"
 changed=0
 
@@ -50,17 +63,7 @@ if [[ $force == 1 || "$(image_label "$base_tag")" != "$base_hash" ]]; then
     work="$(mktemp -d)"
     trap 'rm -rf "$work"' EXIT
     started=$SECONDS
-    mmdebstrap --quiet --variant=minbase \
-        --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
-        --include="$packages" \
-        --dpkgopt='path-exclude=/usr/share/man/*' \
-        --dpkgopt='path-exclude=/usr/share/doc/*' \
-        --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-        --dpkgopt='path-exclude=/usr/share/locale/*' \
-        --dpkgopt='path-include=/usr/share/locale/locale.alias' \
-        --dpkgopt='path-exclude=/usr/share/info/*' \
-        --customize-hook='mkdir -p "$1/usr/share/man/man1"' \
-        --customize-hook='rm -f "$1/etc/machine-id" && touch "$1/etc/machine-id"' \
+    mmdebstrap "${mmdebstrap_args[@]}" \
         "$suite" "$work/rootfs.tar" "$mirror" >"$work/mmdebstrap.log" 2>&1 \
         || { tail -n 40 "$work/mmdebstrap.log" >&2; echo "build_images: mmdebstrap failed (log above). Fix: check that $mirror is reachable" >&2; exit 1; }
     docker import --change "LABEL $label=$base_hash" --change 'CMD ["/sbin/init"]' \
@@ -77,7 +80,9 @@ if [[ $force == 1 || $changed == 1 || "$(image_label "$node_tag")" != "$node_has
     started=$SECONDS
     # Legacy builder without --pull: FROM resolves to the local tag.
     DOCKER_BUILDKIT=0 docker build --quiet --build-arg "BASE=$base_tag" --label "$label=$node_hash" \
-        -t "$node_tag" "$here/docker" >/dev/null
+        -t "$node_tag" "$here/docker" >/dev/null 2>"${TMPDIR:-/tmp}/hamq-lab-build.$$.log" \
+        || { cat "${TMPDIR:-/tmp}/hamq-lab-build.$$.log" >&2; rm -f "${TMPDIR:-/tmp}/hamq-lab-build.$$.log"; exit 1; }
+    rm -f "${TMPDIR:-/tmp}/hamq-lab-build.$$.log"
     log "built $node_tag in $((SECONDS - started)) s"
     changed=1
 else
