@@ -9,6 +9,7 @@ from hamq.config.model import LockerConfig
 from hamq.ha import lockfile
 from hamq.ha.lockers import LockedError, LockerError, available_lockers, load_locker
 from hamq.ha.shared_file import SharedFileLease, SharedFileLocker
+from hamq.store.errors import StoreFenced
 
 
 def _locker(directory, node, **kw):
@@ -123,5 +124,35 @@ def test_keep_alive_ends_quietly_on_release(tmp_path):
         lease.release()
         await asyncio.wait_for(task, 30)
         assert lost == []
+
+    asyncio.run(main())
+
+
+def test_check_fence_passes_for_the_master_and_fails_after_takeover(tmp_path):
+    async def main():
+        lease1 = await _locker(tmp_path, "b1").acquire()
+        lease1.check_fence()  # we are master: no exception
+        # a paused master whose lock was handed over: the lock file is replaced and b2 becomes master
+        os.unlink(lockfile.lock_path(str(tmp_path)))
+        lease2 = await _locker(tmp_path, "b2").acquire()
+        lease2.check_fence()
+        with pytest.raises(StoreFenced, match="epoch 2 is not ours"):
+            lease1.check_fence()
+        assert "replaced" in lease1.probe() or "deleted" in lease1.probe() or "epoch" in lease1.probe()
+        lease1.release()
+        lease2.release()
+        with pytest.raises(StoreFenced):
+            lease2.check_fence()
+
+    asyncio.run(main())
+
+
+def test_check_fence_refuses_when_the_epoch_file_is_damaged(tmp_path):
+    async def main():
+        lease = await _locker(tmp_path, "b1").acquire()
+        (tmp_path / "epoch").write_text("oops\n")
+        with pytest.raises(StoreFenced, match="cannot read the epoch"):
+            lease.check_fence()
+        lease.release()
 
     asyncio.run(main())

@@ -27,6 +27,7 @@ from typing import Any, Callable, Dict, Optional
 
 from hamq.ha import lockfile
 from hamq.ha.lockers import LockedError, Locker, LockerError, MasterLease
+from hamq.store.errors import StoreFenced
 
 log = logging.getLogger("hamq.ha")
 
@@ -77,12 +78,6 @@ def _in_daemon_thread(
     return future
 
 
-def _fenced(message: str) -> Exception:
-    from hamq.store import StoreFenced  # imported on the failure path only; the fast path stays one read
-
-    return StoreFenced(message)
-
-
 class SharedFileLease(MasterLease):
     """Holds the locked descriptor; see :class:`hamq.ha.lockers.MasterLease`."""
 
@@ -98,15 +93,15 @@ class SharedFileLease(MasterLease):
 
     def check_fence(self) -> None:
         if self.lost_reason is not None:
-            raise _fenced("not master any more: %s" % self.lost_reason)
+            raise StoreFenced("not master any more: %s" % self.lost_reason)
         if self.fd is None:
-            raise _fenced("not master any more: the lock was released")
+            raise StoreFenced("not master any more: the lock was released")
         try:
             current = lockfile.read_epoch(self._dir)
         except (OSError, ValueError) as exc:
-            raise _fenced("cannot read the epoch file in %s, so writing is unsafe: %s" % (self._dir, exc)) from exc
+            raise StoreFenced("cannot read the epoch file in %s, so writing is unsafe: %s" % (self._dir, exc)) from exc
         if current != self.epoch:
-            raise _fenced(
+            raise StoreFenced(
                 "epoch %d is not ours (%d): another broker became master of %s" % (current, self.epoch, self._dir)
             )
 
