@@ -31,10 +31,19 @@ import ssl
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple, Union
 
+from hamq.client.errors import (
+    BrokerError,
+    ClientClosed,
+    ClientError,
+    ConnectionFailed,
+    FailoverTimeout,
+    SendInDoubt,
+    TransactionInDoubt,
+)
+from hamq.client.tracker import FailoverTracker, Pending
 from hamq.client.url import BrokerURI, FailoverURL, parse_url, pass_limit, reconnect_delays
 from hamq.stomp.codec import Frame, FrameDecoder, ProtocolError, encode_frame
 
@@ -43,46 +52,6 @@ log = logging.getLogger("hamq.client")
 ACK_MODES = ("auto", "client", "client-individual")
 #: Longest the reader sleeps in select(); bounds how late heart-beats and close() are noticed.
 _TICK = 0.5
-
-
-class ClientError(Exception):
-    """Base class of every error this client raises."""
-
-
-class ConnectionFailed(ClientError):
-    """No broker could be reached within the URL's reconnect limits, or a broker refused us."""
-
-
-class FailoverTimeout(ClientError):
-    """The URL's ``timeout`` passed while the operation waited for a broker."""
-
-
-class SendInDoubt(ClientError):
-    """A send whose arrival cannot be known; resend it with the same ``message_id`` to be safe."""
-
-    def __init__(self, message: str, message_id: str):
-        super().__init__(message)
-        self.message_id = message_id
-
-
-class TransactionInDoubt(ClientError):
-    """The connection failed over while a transaction was open: its outcome is unknown or rolled back."""
-
-    def __init__(self, message: str, transaction: str):
-        super().__init__(message)
-        self.transaction = transaction
-
-
-class BrokerError(ClientError):
-    """The broker answered an operation with an ERROR frame."""
-
-    def __init__(self, message: str, frame: Optional[Frame] = None):
-        super().__init__(message)
-        self.frame = frame
-
-
-class ClientClosed(ClientError):
-    """The client was closed."""
 
 
 @dataclass
@@ -160,20 +129,6 @@ class Message:
 
 
 @dataclass
-class _Pending:
-    """A frame sent with a receipt request whose RECEIPT has not arrived yet."""
-
-    receipt: str
-    frame: Frame
-    kind: str  # send | commit | abort | begin | subscribe | unsubscribe | disconnect
-    persistent: bool = False
-    transaction: Optional[str] = None
-    message_id: Optional[str] = None
-    done: bool = False
-    error: Optional[Exception] = None
-
-
-@dataclass
 class _Connection:
     sock: socket.socket
     decoder: FrameDecoder
@@ -238,11 +193,8 @@ class FailoverClient:
         self._closing = False  # set before DISCONNECT so the broker's close is not a failover
         self._last_write = 0.0
 
-        self._pending: "OrderedDict[str, _Pending]" = OrderedDict()
-        self._sends_in_flight = 0
+        self._tracker = FailoverTracker()
         self._async_errors: List[Exception] = []
-        self._subs: "OrderedDict[str, Subscription]" = OrderedDict()
-        self._transactions: Dict[str, str] = {}  # id -> open | in-doubt
         self._messages: "queue.Queue" = queue.Queue()
         self._ids = itertools.count(1)
         self._id_prefix = f"ID:{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
@@ -329,13 +281,13 @@ class FailoverClient:
         deadline = self._deadline()
         with self._cond:
             self._raise_async_errors()
-            self._check_transaction(transaction)
+            self._tracker.check_transaction(transaction)
             self._wait_for(
-                lambda: self._state == "connected" and self._sends_in_flight < self.window,
+                lambda: self._state == "connected" and self._tracker.sends_in_flight < self.window,
                 deadline,
                 "sending",
             )
-            self._check_transaction(transaction)
+            self._tracker.check_transaction(transaction)
             n = next(self._ids)
             mid = message_id or f"{self._id_prefix}:{n}"
             frame_headers = {k: str(v) for k, v in (headers or {}).items() if k not in _OWN_SEND_HEADERS}
@@ -346,17 +298,16 @@ class FailoverClient:
                 frame_headers["persistent"] = "true"
             if transaction is not None:
                 frame_headers["transaction"] = transaction
-            pending = _Pending(
-                receipt=f"send-{n}",
-                frame=Frame.build("SEND", frame_headers, body),
-                kind="send",
-                persistent=persistent,
-                transaction=transaction,
-                message_id=mid,
+            pending = self._tracker.add(
+                Pending(
+                    receipt=f"send-{n}",
+                    frame=Frame.build("SEND", frame_headers, body),
+                    kind="send",
+                    persistent=persistent,
+                    transaction=transaction,
+                    message_id=mid,
+                )
             )
-            pending.frame.set("receipt", pending.receipt)
-            self._pending[pending.receipt] = pending
-            self._sends_in_flight += 1
             self.stats["sent"] += 1
             generation = self._generation
         # A failed write needs no handling here: the reader notices the dead
@@ -370,43 +321,41 @@ class FailoverClient:
         """Wait until every send is receipted; raises the first send error seen."""
         deadline = self._deadline(timeout)
         with self._cond:
-            self._wait_for(lambda: self._sends_in_flight == 0, deadline, "flushing")
+            self._wait_for(lambda: self._tracker.sends_in_flight == 0, deadline, "flushing")
             self._raise_async_errors()
 
     @property
     def in_flight(self) -> int:
-        return self._sends_in_flight
+        return self._tracker.sends_in_flight
 
     # ------------------------------------------------------------------ transactions
 
     def begin(self, transaction: Optional[str] = None) -> str:
         tx = transaction or f"tx-{self._id_prefix}:{next(self._ids)}"
         with self._lock:
-            if tx in self._transactions:
-                raise ClientError(f"transaction {tx!r} is already open. Fix: commit or abort it first")
-            self._transactions[tx] = "open"
+            self._tracker.begin(tx)
         try:
             self._call(Frame.build("BEGIN", {"transaction": tx}), "begin", tx)
         except ClientError:
             with self._lock:
-                self._transactions.pop(tx, None)
+                self._tracker.end(tx)
             raise
         return tx
 
     def commit(self, transaction: str) -> None:
         """Commit; raises :class:`TransactionInDoubt` if a failover hit the transaction."""
         with self._lock:
-            self._check_transaction(transaction)
+            self._tracker.check_transaction(transaction)
         try:
             self._call(Frame.build("COMMIT", {"transaction": transaction}), "commit", transaction)
         finally:
             with self._lock:
-                self._transactions.pop(transaction, None)
+                self._tracker.end(transaction)
 
     def abort(self, transaction: str) -> None:
         """Roll back. After a failover the broker already rolled it back, so this just forgets it."""
         with self._lock:
-            state = self._transactions.pop(transaction, None)
+            state = self._tracker.end(transaction)
         if state is None:
             raise ClientError(f"unknown transaction {transaction!r}. Fix: pass an id returned by begin()")
         if state == "open":
@@ -445,17 +394,22 @@ class FailoverClient:
         try:
             # Registered under the same lock that picks the connection, so a reconnect
             # replays it exactly once.
-            self._call(sub.frame(), "subscribe", None, register=lambda: self._subs.__setitem__(sub.id, sub))
+            self._call(
+                sub.frame(),
+                "subscribe",
+                None,
+                register=lambda: self._tracker.subscriptions.__setitem__(sub.id, sub),
+            )
         except ClientError:
             with self._lock:
-                self._subs.pop(sub.id, None)
+                self._tracker.subscriptions.pop(sub.id, None)
             raise
         return sub
 
     def unsubscribe(self, sub: Subscription, remove_durable: bool = False) -> None:
         """Stop a subscription; ``remove_durable`` also deletes a durable one on the broker."""
         with self._lock:
-            self._subs.pop(sub.id, None)
+            self._tracker.subscriptions.pop(sub.id, None)
         headers = {"id": sub.id}
         if remove_durable and sub.durable_name:
             headers["activemq.subscriptionName"] = sub.durable_name
@@ -480,7 +434,7 @@ class FailoverClient:
                 with self._lock:
                     raise self._failure or ClientClosed("the client is closed")
             msg: Message = item
-            if msg.subscription.id not in self._subs:
+            if msg.subscription.id not in self._tracker.subscriptions:
                 continue
             if msg.subscription.ack != "auto" and msg.generation != self._generation:
                 continue
@@ -506,7 +460,7 @@ class FailoverClient:
                 f"delivery. Fix: subscribe with ack='client-individual' or ack='client'"
             )
         with self._lock:
-            self._check_transaction(transaction)
+            self._tracker.check_transaction(transaction)
             conn, generation = self._conn, self._generation
             if msg.generation != generation or conn is None or self._state != "connected":
                 return False
@@ -530,18 +484,16 @@ class FailoverClient:
             headers["transaction"] = transaction
         return self._write(Frame.build(command, headers), generation)
 
-    def _request(self, frame: Frame, kind: str, transaction: Optional[str], register=None) -> _Pending:
+    def _request(self, frame: Frame, kind: str, transaction: Optional[str], register=None) -> Pending:
         """Write ``frame`` with a receipt request once connected; return its bookkeeping."""
         deadline = self._deadline()
         with self._cond:
             self._wait_for(lambda: self._state == "connected", deadline, kind)
             if register is not None:
                 register()
-            pending = _Pending(
-                receipt=f"{kind}-{next(self._ids)}", frame=frame, kind=kind, transaction=transaction
+            pending = self._tracker.add(
+                Pending(receipt=f"{kind}-{next(self._ids)}", frame=frame, kind=kind, transaction=transaction)
             )
-            frame.set("receipt", pending.receipt)
-            self._pending[pending.receipt] = pending
             generation = self._generation
         self._write(frame, generation)
         return pending
@@ -552,7 +504,7 @@ class FailoverClient:
         pending = self._request(frame, kind, transaction, register)
         self._wait_pending(pending, deadline)
 
-    def _wait_pending(self, pending: _Pending, deadline: Optional[float]) -> None:
+    def _wait_pending(self, pending: Pending, deadline: Optional[float]) -> None:
         with self._cond:
             while not pending.done:
                 if self._state in ("failed", "closed"):
@@ -565,7 +517,7 @@ class FailoverClient:
             if pending.error is not None:
                 raise pending.error
 
-    def _timeout_error(self, pending: _Pending) -> ClientError:
+    def _timeout_error(self, pending: Pending) -> ClientError:
         ms = self.options.timeout
         if pending.kind == "send":
             return SendInDoubt(
@@ -581,10 +533,9 @@ class FailoverClient:
             )
         return FailoverTimeout(f"no receipt for {pending.kind} within timeout={ms} ms")
 
-    def _forget(self, pending: _Pending) -> None:
-        if self._pending.pop(pending.receipt, None) is not None and pending.kind == "send":
-            self._sends_in_flight -= 1
-            self._cond.notify_all()
+    def _forget(self, pending: Pending) -> None:
+        self._tracker.forget(pending)
+        self._cond.notify_all()
 
     def _deadline(self, timeout: Optional[float] = None) -> Optional[float]:
         if timeout is None and self.options.timeout >= 0:
@@ -603,19 +554,6 @@ class FailoverClient:
                     f"Fix: check that a master is running, or raise the URL's timeout option"
                 )
             self._cond.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
-
-    def _check_transaction(self, transaction: Optional[str]) -> None:
-        if transaction is None:
-            return
-        state = self._transactions.get(transaction)
-        if state is None:
-            raise ClientError(f"unknown transaction {transaction!r}. Fix: pass an id returned by begin()")
-        if state == "in-doubt":
-            raise TransactionInDoubt(
-                f"transaction {transaction} was open when the connection failed over; the broker rolled it "
-                f"back. Fix: abort({transaction!r}) and redo the work in a new transaction",
-                transaction,
-            )
 
     def _raise_async_errors(self) -> None:
         if self._async_errors:
@@ -680,9 +618,6 @@ class FailoverClient:
                 return
             self._state = "failed"
             self._failure = exc
-            for pending in list(self._pending.values()):
-                if pending.error is None:
-                    pending.error = exc
             self._cond.notify_all()
         self._messages.put(_CLOSED)
         log.debug("client failed: %s", exc)
@@ -791,8 +726,7 @@ class FailoverClient:
                 self._conn = conn
                 self._generation += 1
                 generation = self._generation
-            subs = list(self._subs.values())
-            resend = [p for p in self._pending.values() if p.kind == "send"]
+            subscribes, resend = self._tracker.replay()
             self._last_uri = conn.uri
             if self.reconnect_events and self.reconnect_events[-1].up_at is None:
                 event = self.reconnect_events[-1]
@@ -802,11 +736,11 @@ class FailoverClient:
                     "reconnected to %s after %.3f s; replaying %d subscription(s) and %d send(s)",
                     conn.uri,
                     event.outage_seconds,
-                    len(subs),
+                    len(subscribes),
                     len(resend),
                 )
-        for sub in subs:
-            self._write(sub.frame(), generation)
+        for frame in subscribes:
+            self._write(frame, generation)
         for pending in resend:
             if self._write(pending.frame, generation):
                 with self._lock:
@@ -828,41 +762,9 @@ class FailoverClient:
                 ReconnectEvent(down_at=time.time(), previous_uri=str(conn.uri), reason=reason)
             )
             log.warning("connection to %s lost: %s", conn.uri, reason)
-            for tx, state in self._transactions.items():
-                if state == "open":
-                    self._transactions[tx] = "in-doubt"
-            for pending in list(self._pending.values()):
-                error: Optional[Exception] = None
-                if pending.kind == "send" and pending.transaction is not None:
-                    error = TransactionInDoubt(
-                        f"send of {pending.message_id} in transaction {pending.transaction} was cut off by a "
-                        f"failover; the broker rolled the transaction back. Fix: abort it and redo the work",
-                        pending.transaction,
-                    )
-                elif pending.kind == "send" and not pending.persistent:
-                    error = SendInDoubt(
-                        f"non-persistent message {pending.message_id} was not receipted before the connection to "
-                        f"{conn.uri} failed; it may be lost. Fix: send it again with "
-                        f"message_id={pending.message_id!r}, or send persistent messages",
-                        pending.message_id or "",
-                    )
-                elif pending.kind == "commit":
-                    error = TransactionInDoubt(
-                        f"the connection to {conn.uri} failed while COMMIT of {pending.transaction} was in flight; "
-                        f"it may or may not have committed. Fix: check the destination before redoing the work",
-                        pending.transaction or "",
-                    )
-                elif pending.kind == "send":
-                    continue  # persistent: resent by _replay
-                # begin/abort/subscribe/unsubscribe/disconnect: a new connection has none of the
-                # old one's state, and subscriptions are replayed, so there is nothing to redo.
-                pending.error = error
-                pending.done = True
-                self._pending.pop(pending.receipt, None)
-                if pending.kind == "send":
-                    self._sends_in_flight -= 1
-                    if self.window > 1:
-                        self._async_errors.append(error)
+            for pending, error in self._tracker.connection_lost(str(conn.uri)):
+                if pending.kind == "send" and self.window > 1:
+                    self._async_errors.append(error)
             self._cond.notify_all()
 
     def _read_loop(self, conn: _Connection) -> str:
@@ -914,33 +816,30 @@ class FailoverClient:
             self._on_message(frame)
         elif command == "RECEIPT":
             with self._cond:
-                pending = self._pending.pop(frame.get("receipt-id", ""), None)
+                pending = self._tracker.receipt(frame.get("receipt-id", ""))
                 if pending is not None:
-                    pending.done = True
                     if pending.kind == "send":
-                        self._sends_in_flight -= 1
                         self.stats["receipted"] += 1
                     self._cond.notify_all()
         elif command == "ERROR":
             text = frame.get("message") or frame.body.decode("utf-8", "replace").strip()
             with self._cond:
-                pending = self._pending.pop(frame.get("receipt-id", ""), None)
+                receipt = frame.get("receipt-id", "")
+                pending = self._tracker.pending.get(receipt)
                 if pending is None:
                     self.broker_errors.append(frame)
                     log.error("broker %s sent ERROR: %s", conn.uri, text)
                     return
-                pending.error = BrokerError(f"{conn.uri} rejected {pending.frame.command}: {text}", frame)
-                pending.done = True
-                if pending.kind == "send":
-                    self._sends_in_flight -= 1
-                    if self.window > 1:
-                        self._async_errors.append(pending.error)
+                error = BrokerError(f"{conn.uri} rejected {pending.frame.command}: {text}", frame)
+                self._tracker.error(receipt, error)
+                if pending.kind == "send" and self.window > 1:
+                    self._async_errors.append(error)
                 self._cond.notify_all()
 
     def _on_message(self, frame: Frame) -> None:
         headers = frame.header_dict()
         with self._lock:
-            sub = self._subs.get(headers.get("subscription", ""))
+            sub = self._tracker.subscriptions.get(headers.get("subscription", ""))
             if sub is None:
                 return  # unsubscribed meanwhile; the broker redelivers unacked ones
             self.stats["received"] += 1
