@@ -130,8 +130,8 @@ class MessageStore:
             raise ValueError(
                 f"unknown sync_strategy {sync_strategy!r}; use one of {', '.join(SYNC_STRATEGIES)}"
             )
-        if max_segment_bytes < 64 * 1024:
-            raise ValueError(f"max_segment_bytes={max_segment_bytes} is too small; use at least 65536")
+        if max_segment_bytes < 4096:
+            raise ValueError(f"max_segment_bytes={max_segment_bytes} is too small; use at least 4096")
         for name, value in (
             ("sync_interval_ms", sync_interval_ms),
             ("checkpoint_interval_ms", checkpoint_interval_ms),
