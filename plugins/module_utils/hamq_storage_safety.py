@@ -1,0 +1,1 @@
+../../src/hamq/ha/storage_safety.py
