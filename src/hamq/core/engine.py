@@ -628,6 +628,8 @@ class Broker:
         for frame in frames:
             destination = frame.get("destination")
             kind, name = parse_destination(destination)
+            if conn is not None and self.scheduler is not None and self._schedule(frame):
+                continue
             message_id = frame.get("message-id")
             if not message_id:
                 if conn is not None:
@@ -683,6 +685,17 @@ class Broker:
             queue.add(message)
             self._mark_dirty(queue)
         return lsn
+
+    def _schedule(self, frame: Frame) -> bool:
+        """Hand a SEND with AMQ_SCHEDULED_* headers to the scheduler; True if it became a job."""
+        from hamq.core.scheduler import ScheduleError, Scheduler
+
+        if not Scheduler.is_scheduled(frame.headers):
+            return False
+        try:
+            return self.scheduler.schedule(frame.headers, frame.body, self.clock())
+        except ScheduleError as exc:
+            raise StompError(f"bad scheduling header: {exc}", "fix the AMQ_SCHEDULED_* header value") from None
 
     # ------------------------------------------------------------------ helpers: delivery
     def _run_dispatch(self) -> None:
