@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Tuple
 
 from hamq import __version__
 from hamq.core.connection import ClientConnection
-from hamq.core.destinations import Durable, MessageQueue, Topic, durable_key, queue_key
+from hamq.core.destinations import DEFAULT_WINDOW, Durable, MessageQueue, Topic, durable_key, queue_key
 from hamq.core.dispatch import dispatch
 from hamq.core.ids import IdGenerator
 from hamq.core.messages import FRAME_ONLY_HEADERS, Message
@@ -121,6 +121,8 @@ class Broker:
         self._dirty: Dict[int, MessageQueue] = {}
         self._ack_counter = 0
         self.last_lsn = 0
+        #: Messages a queue keeps in memory; persistent ones beyond it are paged from the store.
+        self.queue_window = DEFAULT_WINDOW
         self._handlers = {
             "SEND": self._on_send,
             "SUBSCRIBE": self._on_subscribe,
@@ -587,7 +589,8 @@ class Broker:
     def _queue(self, name: str) -> MessageQueue:
         queue = self.queues.get(name)
         if queue is None:
-            queue = self.queues[name] = MessageQueue(name, "queue", queue_key(name), self.store)
+            queue = self.queues[name] = MessageQueue(name, "queue", queue_key(name), self.store,
+                                                     window=self.queue_window)
         return queue
 
     def _topic(self, name: str) -> Topic:
@@ -598,7 +601,7 @@ class Broker:
 
     def _new_durable(self, client_id, name, topic_name, selector_text, selector, no_local) -> Durable:
         key = durable_key(client_id, name)
-        queue = MessageQueue(f"{client_id}:{name}", "durable", key, self.store, window=DEFAULT_QUEUE_PREFETCH)
+        queue = MessageQueue(f"{client_id}:{name}", "durable", key, self.store, window=self.queue_window)
         durable = Durable(client_id, name, topic_name, queue, selector_text, selector, no_local)
         self.durables[key] = durable
         self._topic(topic_name).durables.append(durable)
