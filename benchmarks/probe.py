@@ -68,8 +68,13 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
-    """True when nothing is bound to 127.0.0.1:port (used to refuse a taken --base-port)."""
+    """True when no one listens on 127.0.0.1:port (used to refuse a taken --base-port).
+
+    SO_REUSEADDR as the brokers use it: connections of a killed broker lingering in TIME_WAIT do
+    not stop it from binding again, only a live listener does.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
