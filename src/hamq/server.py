@@ -356,6 +356,11 @@ class BrokerNode:
 
         def waiting(holder) -> None:
             self.role = "slave"
+            # load now what a takeover needs, so that the takeover itself does not pay for imports
+            import hamq.core.scheduler  # noqa: F401
+            import hamq.core.selector  # noqa: F401
+            import hamq.ha.scheduler_store  # noqa: F401
+            import hamq.store  # noqa: F401
 
         acquire = asyncio.ensure_future(self.locker.acquire(on_waiting=waiting))
         stop = asyncio.ensure_future(self._stop_event.wait())
