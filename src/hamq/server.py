@@ -41,6 +41,7 @@ from typing import Deque, Dict, Optional, Set
 
 from hamq import __version__
 from hamq.core.engine import Broker, Output
+from hamq.core.messages import MessageFrame
 from hamq.stomp.codec import FrameDecoder, ProtocolError, encode_frame
 
 log = logging.getLogger("hamq.server")
@@ -152,10 +153,13 @@ class StompProtocol(asyncio.Protocol):
                 close = True
                 held.clear()
                 break
-            if out.frame is None:
+            frame = out.frame
+            if frame is None:
                 chunks.append(b"\n")
+            elif type(frame) is MessageFrame:
+                chunks.append(frame.encode(out.version))
             else:
-                chunks.append(encode_frame(out.frame, out.version))
+                chunks.append(encode_frame(frame, out.version))
         if self.closed or self.transport is None:
             return
         if chunks:

@@ -166,3 +166,17 @@ def test_error_message_survives_stomp_1_0_encoding():
     h.raw("c", Frame("SEND", [("destination", "nowhere")]))
     error = h.take("c")[0]
     assert encode_frame(error, "1.0").startswith(b"ERROR\n")
+
+
+def test_message_frame_fast_encoding_matches_the_codec():
+    from hamq.core.messages import Message, MessageFrame
+    from hamq.stomp.codec import FrameDecoder, encode_frame
+
+    message = Message("id:1", "/queue/a", [("weird:key", "line\nbreak\\"), ("plain", "v")], b"bo\x00dy", True)
+    for version in ("1.1", "1.2"):
+        frame = MessageFrame([("subscription", "s:1"), ("message-id", "id:1")], message)
+        assert frame.encode(version) == encode_frame(frame, version)
+        decoder = FrameDecoder(version)
+        decoder.feed(frame.encode(version))
+        decoded = decoder.next_event()
+        assert decoded.headers == frame.headers and decoded.body == b"bo\x00dy"

@@ -22,7 +22,7 @@ from hamq.core.connection import ClientConnection
 from hamq.core.destinations import DEFAULT_WINDOW, Durable, MessageQueue, Topic, durable_key, queue_key
 from hamq.core.dispatch import dispatch
 from hamq.core.ids import IdGenerator
-from hamq.core.messages import FRAME_ONLY_HEADERS, Message
+from hamq.core.messages import FRAME_ONLY_HEADERS, Message, MessageFrame
 from hamq.core.subscriptions import (
     ACK_MODES,
     DEFAULT_DURABLE_TOPIC_PREFETCH,
@@ -32,6 +32,7 @@ from hamq.core.subscriptions import (
 )
 from hamq.core.transactions import Transaction
 from hamq.stomp.codec import SUPPORTED_VERSIONS, Frame, HeartBeat, ProtocolError
+from hamq.store.ops import Ack, AddMessage, DeleteKey, MarkDispatched, PutMeta
 
 log = logging.getLogger("hamq.engine")
 
@@ -410,8 +411,6 @@ class Broker:
                 durable = self._new_durable(conn.client_id, subscription_name, name, selector_text, selector,
                                             no_local)
                 if self.store is not None:
-                    from hamq.store import PutMeta
-
                     meta = {"clientId": conn.client_id, "subscriptionName": subscription_name, "topic": name,
                             "selector": selector_text, "noLocal": no_local}
                     self._pending_ops.append(PutMeta(key, json.dumps(meta)))
@@ -613,8 +612,6 @@ class Broker:
         if topic is not None and durable in topic.durables:
             topic.durables.remove(durable)
         if self.store is not None:
-            from hamq.store import DeleteKey
-
             self._pending_ops.append(DeleteKey(durable.key))
 
     def _mark_dirty(self, queue: MessageQueue) -> None:
@@ -670,8 +667,6 @@ class Broker:
                 copy = message if i == 0 else message.copy_for(queue.key)
                 copy.key = queue.key
                 if persistent and queue.key is not None and store is not None:
-                    from hamq.store import AddMessage
-
                     placements.append((queue, copy, len(adds)))
                     adds.append(AddMessage(queue.key, message_id, headers, frame.body))
                 else:
@@ -721,16 +716,12 @@ class Broker:
             headers.append(("ack", ack_id))
         if message.redelivered:
             headers.append(("redelivered", "true"))
-        headers.extend(message.headers)
-        headers.append(("content-length", str(len(message.body))))
-        out = Output(conn.id, Frame("MESSAGE", headers, message.body), False, 0, conn.version)
+        out = Output(conn.id, MessageFrame(headers, message), False, 0, conn.version)
         self._outputs.append(out)
         queue = sub.queue
         if sub.ack_mode == "auto":
             queue.dequeued += 1
             if message.key is not None and self.store is not None:
-                from hamq.store import Ack
-
                 self._pending_ops.append(Ack(message.key, message.seq))
                 self._awaiting_flush.append(out)
         else:
@@ -745,8 +736,6 @@ class Broker:
     def _expire(self, queue: MessageQueue, message: Message) -> None:
         queue.dequeued += 1
         if message.key is not None and self.store is not None:
-            from hamq.store import Ack
-
             self._pending_ops.append(Ack(message.key, message.seq))
 
     def _apply_ack(self, conn: ClientConnection, sub: Subscription, ack_id: str, nack: bool) -> int:
@@ -765,8 +754,6 @@ class Broker:
             else:
                 queue.dequeued += 1
                 if message.key is not None and self.store is not None:
-                    from hamq.store import Ack
-
                     self._pending_ops.append(Ack(message.key, message.seq))
         self._mark_dirty(queue)
         return lsn
@@ -782,8 +769,6 @@ class Broker:
                         None)
         lsn = 0
         if message.persistent and self.store is not None:
-            from hamq.store import Ack, AddMessage
-
             ops = [AddMessage(dlq.key, message.message_id, headers, message.body)]
             if message.key is not None:
                 ops.append(Ack(message.key, message.seq))
@@ -834,8 +819,6 @@ class Broker:
         batch = self._pending_ops
         self._pending_ops = []
         if self._marks:
-            from hamq.store import MarkDispatched
-
             batch.extend(MarkDispatched(key, seq) for key, seq in self._marks.items())
             self._marks = {}
         batch.extend(ops)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Tuple
 
+from hamq.stomp.codec import Frame, escape_header
+
 #: Client headers that describe the frame, not the message; never stored or forwarded.
 FRAME_ONLY_HEADERS = frozenset(
     {"receipt", "transaction", "content-length", "destination", "message-id", "subscription", "ack"}
@@ -31,6 +33,7 @@ class Message:
         "origin",
         "expires",
         "_header_dict",
+        "_encoded",
     )
 
     def __init__(
@@ -64,6 +67,7 @@ class Message:
                     self.expires = 0
                 break
         self._header_dict: Optional[Dict[str, str]] = None
+        self._encoded: Optional[Dict[str, bytes]] = None
 
     def copy_for(self, key: Optional[str]) -> "Message":
         """The same message for another queue (topic fan-out, DLQ)."""
@@ -84,3 +88,47 @@ class Message:
 
     def is_expired(self, now_ms: float) -> bool:
         return self.expires > 0 and now_ms > self.expires
+
+    def encoded_headers(self, version: str) -> bytes:
+        """The message's own headers as wire lines, escaped once per version, not per delivery."""
+        cache = self._encoded
+        if cache is None:
+            cache = self._encoded = {}
+        data = cache.get(version)
+        if data is None:
+            data = "".join(
+                f"{escape_header(k, version)}:{escape_header(v, version)}\n" for k, v in self.headers
+            ).encode("utf-8")
+            cache[version] = data
+        return data
+
+
+class MessageFrame(Frame):
+    """A MESSAGE frame that encodes the message's headers from a per-message cache.
+
+    It is a normal :class:`Frame` (tests and tools read ``headers``); only
+    :meth:`encode` is faster than ``encode_frame`` for fan-out and redelivery.
+    """
+
+    __slots__ = ("message", "delivery_headers")
+
+    def __init__(self, delivery_headers: List[Tuple[str, str]], message: Message):
+        body = message.body
+        headers = delivery_headers + message.headers
+        headers.append(("content-length", str(len(body))))
+        super().__init__("MESSAGE", headers, body)
+        self.message = message
+        self.delivery_headers = delivery_headers
+
+    def encode(self, version: str) -> bytes:
+        head = "".join(
+            f"{escape_header(k, version)}:{escape_header(v, version)}\n" for k, v in self.delivery_headers
+        )
+        return b"".join((
+            b"MESSAGE\n",
+            head.encode("utf-8"),
+            self.message.encoded_headers(version),
+            b"content-length:%d\n\n" % len(self.body),
+            self.body,
+            b"\x00",
+        ))
