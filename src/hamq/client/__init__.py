@@ -1,8 +1,8 @@
 """Failover STOMP client: ``failover:(...)`` URLs, reconnect, resubscribe and resend.
 
-    from hamq.client import FailoverClient
-    with FailoverClient("failover:(tcp://b1:61613,tcp://b2:61613)") as client:
-        client.send("/queue/orders", b"hello")          # returns once the broker has it
+from hamq.client import FailoverClient
+with FailoverClient("failover:(tcp://b1:61613,tcp://b2:61613)") as client:
+    client.send("/queue/orders", b"hello")          # returns once the broker has it
 """
 
 from hamq.client.errors import (

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import threading
 import time
@@ -149,6 +150,17 @@ def _rate(count: int, first: Optional[float], last: Optional[float]) -> float:
     return round(count / (last - first), 1)
 
 
+def _log_failovers(command: str) -> None:
+    """Lost/reconnected lines on stderr: the operator (and a drill script) sees each failover."""
+    logger = logging.getLogger("hamq.client")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(f"hamq {command}: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
+
+
 def _client(args, **kwargs) -> FailoverClient:
     return FailoverClient(
         parse_url(args.url), login=args.login, passcode=args.passcode, vhost=args.vhost, **kwargs
@@ -158,6 +170,7 @@ def _client(args, **kwargs) -> FailoverClient:
 def main_produce(args) -> int:
     """Send ``--count`` numbered messages; exit 0 only if every one was receipted."""
     run_id = f"{int(time.time() * 1000):x}"
+    _log_failovers("produce")
     try:
         client = _client(args, window=args.window)
     except (FailoverURLError, ValueError) as exc:
@@ -216,6 +229,7 @@ def main_produce(args) -> int:
 
 def main_consume(args) -> int:
     """Drain a destination; count duplicates (by message-id) and missing sequence numbers."""
+    _log_failovers("consume")
     try:
         client = _client(args)
     except (FailoverURLError, ValueError) as exc:
