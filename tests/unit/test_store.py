@@ -17,6 +17,7 @@ from hamq.store import (
     PutMeta,
     StoreError,
 )
+from hamq.store.audit import DuplicateAudit
 from hamq.store.index import CKPT_NAME, CKPT_PREV
 
 
@@ -199,23 +200,38 @@ def test_transaction_batch_is_atomic_on_recovery(tmp_path):
 
 
 def test_duplicate_audit_survives_restart_and_is_bounded(tmp_path):
-    store = MessageStore(tmp_path, audit_size=3)
+    store = MessageStore(tmp_path, audit_size=4)
     store.open()
     for i in range(5):
         store.append([add(i)])
-    assert store.is_duplicate("id-4") and store.is_duplicate("id-2")
-    assert not store.is_duplicate("id-1")  # fell out of the bounded audit
+    assert store.is_duplicate("id-4") and store.is_duplicate("id-3")
+    assert not store.is_duplicate("id-0")  # fell out of the bounded audit
     store.append([Ack("queue:a", s) for s in [r.seq for r in store.iter_pending("queue:a")]])
+    remembered = [store.is_duplicate(f"id-{i}") for i in range(5)]
     store.close()  # checkpoint holds the audit
-    store = MessageStore(tmp_path, audit_size=3)
+    store = MessageStore(tmp_path, audit_size=4)
     store.open()
-    assert [store.is_duplicate(f"id-{i}") for i in range(5)] == [False, False, True, True, True]
+    assert [store.is_duplicate(f"id-{i}") for i in range(5)] == remembered
     store.append([add(7)])
     store.close(checkpoint=False)  # id-7 only in the journal
-    store = MessageStore(tmp_path, audit_size=3)
+    store = MessageStore(tmp_path, audit_size=4)
     store.open()
-    assert store.is_duplicate("id-7") and store.is_duplicate("id-4") and not store.is_duplicate("id-2")
+    assert store.is_duplicate("id-7") and store.is_duplicate("id-4")
+    assert len(store._audit) <= 4
     store.close()
+
+
+def test_audit_keeps_at_least_the_last_half_of_its_capacity():
+    audit = DuplicateAudit(100)
+    for i in range(1000):
+        audit.add(f"m{i}")
+        audit.add(f"m{i}")  # a repeat is not a new id
+        assert all(f"m{j}" in audit for j in range(max(0, i - 49), i + 1))
+        assert len(audit) <= 100
+    assert "m0" not in audit
+    copy = DuplicateAudit(100)
+    copy.load(audit.ids())
+    assert all(f"m{j}" in copy for j in range(950, 1000))
 
 
 def test_mark_dispatched_sets_redelivered_after_restart(tmp_path):
@@ -367,4 +383,16 @@ def test_read_detects_damage_in_a_checkpointed_message(tmp_path):
         f.write(b"X")
     with pytest.raises(StoreError, match="damaged on disk"):
         store.read(ref)
+    store.close()
+
+
+def test_message_ids_with_nul_survive_a_checkpoint(tmp_path):
+    store = MessageStore(tmp_path)
+    store.open()
+    store.append([AddMessage("queue:a", "a\0b", [], b""), AddMessage("queue:a", "ü\udcff", [], b"")])
+    store.close()
+    store = MessageStore(tmp_path)
+    report = store.open()
+    assert report.checkpoint == CKPT_NAME and report.replayed_batches == 0
+    assert store.is_duplicate("a\0b") and store.is_duplicate("ü\udcff") and not store.is_duplicate("a")
     store.close()

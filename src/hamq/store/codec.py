@@ -22,7 +22,9 @@ by a checkpoint and therefore not re-scanned at startup.
 from __future__ import annotations
 
 import struct
+import sys
 import zlib
+from array import array
 from typing import Iterable, Iterator, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 from hamq.store.errors import StoreError
@@ -108,7 +110,7 @@ ADD_TYPE_CRC = struct.Struct("<BI")
 SEQ_KEY = struct.Struct("<BQH")  # ack / mark: type, seq, key len
 META = struct.Struct("<BHI")  # type, key len, value len
 DEL = struct.Struct("<BH")  # type, key len
-HDR_PAIR = struct.Struct("<II")
+_U32 = struct.Struct("<I")
 
 
 def _text(value: str, what: str, limit: int) -> bytes:
@@ -120,39 +122,74 @@ def _text(value: str, what: str, limit: int) -> bytes:
     return data
 
 
+_LE = sys.byteorder == "little"
+
+
 def encode_headers(headers: Union[Headers, Mapping[str, str]]) -> bytes:
+    """``count u32 | char lengths u32[2*count] | utf-8 text``: one encode call for all headers."""
+    items = headers.items() if isinstance(headers, dict) else headers
+    flat: List[str] = []
+    try:
+        for name, value in items:
+            flat.append(name)
+            flat.append(value)
+        text = "".join(flat).encode(ENC, ERRS)
+    except (TypeError, ValueError, AttributeError):
+        _explain_bad_headers(headers)
+        raise
+    lens = array("I", map(len, flat))
+    if not _LE:
+        lens.byteswap()
+    return b"".join((_U32.pack(len(flat) // 2), lens.tobytes(), text))
+
+
+def _explain_bad_headers(headers) -> None:
+    if isinstance(headers, (str, bytes)) or not hasattr(headers, "__iter__"):
+        raise TypeError(f"headers must be a list of (name, value) pairs or a dict, got {type(headers).__name__}")
     items = headers.items() if isinstance(headers, Mapping) else headers
-    parts: List[bytes] = []
-    for name, value in items:
-        nb = _text(name, "header name", 0xFFFFFFFF)
-        vb = _text(value, f"value of header {name!r}", 0xFFFFFFFF)
-        parts.append(HDR_PAIR.pack(len(nb), len(vb)))
-        parts.append(nb)
-        parts.append(vb)
-    return b"".join(parts)
+    for pair in items:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(f"header {pair!r} is not a (name, value) pair; pass a list of 2-tuples or a dict")
+        _text(pair[0], "header name", 0xFFFFFFFF)
+        _text(pair[1], f"value of header {pair[0]!r}", 0xFFFFFFFF)
 
 
 def decode_headers(data: bytes) -> Headers:
+    (count,) = _U32.unpack_from(data)
+    lens = array("I")
+    lens.frombytes(data[4 : 4 + 8 * count])
+    if not _LE:
+        lens.byteswap()
+    text = bytes(data[4 + 8 * count :]).decode(ENC, ERRS)
     out: Headers = []
-    pos, end = 0, len(data)
-    while pos < end:
-        nlen, vlen = HDR_PAIR.unpack_from(data, pos)
-        pos += 8
-        name = data[pos : pos + nlen].decode(ENC, ERRS)
+    pos = 0
+    it = iter(lens)
+    for nlen in it:
+        vlen = next(it)
+        name = text[pos : pos + nlen]
         pos += nlen
-        out.append((name, data[pos : pos + vlen].decode(ENC, ERRS)))
+        out.append((name, text[pos : pos + vlen]))
         pos += vlen
+    if pos != len(text):
+        raise ValueError("header lengths do not match the header text")
     return out
 
 
 def encode_add(seq: int, op: AddMessage) -> bytes:
-    kb = _text(op.key, "key", 0xFFFF)
-    mb = _text(op.message_id, "message_id", 0xFFFF)
-    hb = encode_headers(op.headers)
-    body = op.body
-    if not isinstance(body, (bytes, bytearray, memoryview)):
-        raise TypeError(f"message body must be bytes, got {type(body).__name__}; encode text before storing it")
-    tail = b"".join((ADD_TAIL.pack(seq, len(kb), len(mb), len(hb), len(body)), kb, mb, hb, body))
+    key, mid, headers, body = op
+    try:
+        kb = key.encode(ENC, ERRS)
+        mb = mid.encode(ENC, ERRS)
+        hb = encode_headers(headers)
+        tail = b"".join((ADD_TAIL.pack(seq, len(kb), len(mb), len(hb), len(body)), kb, mb, hb, body))
+    except (AttributeError, TypeError, struct.error):
+        _text(key, "key", 0xFFFF)
+        _text(mid, "message_id", 0xFFFF)
+        if not isinstance(body, (bytes, bytearray)):
+            raise TypeError(
+                f"message body must be bytes, got {type(body).__name__}; encode text before storing it"
+            ) from None
+        raise
     return ADD_TYPE_CRC.pack(T_ADD, crc32(tail)) + tail
 
 

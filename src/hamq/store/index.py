@@ -21,6 +21,7 @@ import sys
 import zlib
 from array import array
 from bisect import bisect_left, bisect_right
+from itertools import accumulate
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from hamq.store.errors import StoreError
@@ -177,9 +178,13 @@ def encode_checkpoint(c: Checkpoint) -> bytes:
         parts += [kb, mb, ki.seqs.tobytes(), ki.segs.tobytes(), ki.offs.tobytes(), ki.lens.tobytes()]
     for seg, count in c.live.items():
         parts.append(LIVE.pack(seg, count))
-    ids = [m.encode("utf-8", "surrogatepass") for m in c.audit]
-    parts.append(array("I", [len(b) for b in ids]).tobytes())
-    parts.append(b"".join(ids))
+    # the audit as one text, so loading 100k ids is one decode and one split, not 100k of each
+    joined = "\0".join(c.audit)
+    if joined.count("\0") == max(0, len(c.audit) - 1):
+        parts.append(b"\0" + joined.encode("utf-8", "surrogatepass"))
+    else:  # some id contains NUL: character lengths then the text
+        parts.append(b"\1" + array("I", map(len, c.audit)).tobytes())
+        parts.append("".join(c.audit).encode("utf-8", "surrogatepass"))
     data = b"".join(parts)
     return data + struct.pack("<I", zlib.crc32(data))
 
@@ -221,19 +226,25 @@ def decode_checkpoint(data: bytes) -> Checkpoint:
         s, n = LIVE.unpack_from(view, pos)
         pos += LIVE.size
         live[s] = n
-    lens = array("I")
-    lens.frombytes(view[pos : pos + 4 * naudit])
-    if swap:
-        lens.byteswap()
-    pos += 4 * naudit
-    blob = bytes(view[pos:])
-    audit: List[str] = []
-    p = 0
-    for n in lens:
-        audit.append(blob[p : p + n].decode("utf-8", "surrogatepass"))
-        p += n
-    if p != len(blob):
-        raise ValueError("audit section has the wrong length")
+    mode = view[pos]
+    pos += 1
+    if mode == 0:
+        audit = bytes(view[pos:]).decode("utf-8", "surrogatepass").split("\0") if naudit else []
+    elif mode == 1:
+        lens = array("I")
+        lens.frombytes(view[pos : pos + 4 * naudit])
+        if swap:
+            lens.byteswap()
+        pos += 4 * naudit
+        text = bytes(view[pos:]).decode("utf-8", "surrogatepass")
+        ends = list(accumulate(lens))
+        if (ends[-1] if ends else 0) != len(text):
+            raise ValueError("audit section has the wrong length")
+        audit = [text[a:b] for a, b in zip([0] + ends, ends)]
+    else:
+        raise ValueError(f"unknown audit encoding {mode}")
+    if len(audit) != naudit:
+        raise ValueError("audit section has the wrong number of ids")
     return Checkpoint(lsn, seg, off, next_seq, epoch, keys, live, audit)
 
 

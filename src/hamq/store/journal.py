@@ -35,6 +35,8 @@ log = logging.getLogger("hamq.store")
 SEGMENT_RE = re.compile(r"^db-(\d+)\.log$")
 SYNC_STRATEGIES = ("always", "periodic", "never")
 QUARANTINE = "quarantine"
+#: fdatasync flushes the data and the file size, all a journal append needs; fsync where it is missing
+flush_data = getattr(os, "fdatasync", os.fsync)
 
 
 def segment_name(n: int) -> str:
@@ -230,7 +232,7 @@ class Journal:
         self._check_fence()
         if self.sync_strategy != "never":
             try:
-                os.fsync(self._fd)
+                flush_data(self._fd)
             except OSError as exc:
                 self._fail(f"fsync of segment {self.segment} failed: {exc}")
             self._synced_lsn = self.written_lsn
@@ -299,7 +301,7 @@ class Journal:
 
     def _sync_now(self, fd: int, target: int) -> None:
         try:
-            os.fsync(fd)
+            flush_data(fd)
         except OSError as exc:
             # after a failed fsync the page cache may have dropped our data: never retry it
             self._failed = f"fsync of journal segment {self.segment} failed: {exc}"

@@ -276,7 +276,7 @@ class MessageStore:
         if ckpt is not None:
             self._keys = ckpt.keys
             self._live = dict(ckpt.live)
-            self._audit.update(ckpt.audit)
+            self._audit.load(ckpt.audit)
             self._next_seq = ckpt.next_seq
             self._ckpt_lsn = report.checkpoint_lsn = ckpt.lsn
             start_k, pos, next_lsn = position[ckpt.segment], ckpt.offset, ckpt.lsn + 1
