@@ -180,3 +180,17 @@ def test_message_frame_fast_encoding_matches_the_codec():
         decoder.feed(frame.encode(version))
         decoded = decoder.next_event()
         assert decoded.headers == frame.headers and decoded.body == b"bo\x00dy"
+
+
+def test_decoder_handles_crlf_frames_pipelined_with_lf_frames():
+    from hamq.stomp.codec import FrameDecoder
+
+    decoder = FrameDecoder("1.2")
+    data = (b"SEND\r\ndestination:/queue/a\r\n\r\none\x00"
+            b"SEND\ndestination:/queue/b\n\ntwo\n\n\x00"
+            b"SEND\r\ndestination:/queue/c\r\n\r\nthree\x00") * 50
+    decoder.feed(data)
+    frames = list(decoder)
+    assert [(f.get("destination"), f.body) for f in frames[:3]] == [
+        ("/queue/a", b"one"), ("/queue/b", b"two\n\n"), ("/queue/c", b"three")]
+    assert len(frames) == 150

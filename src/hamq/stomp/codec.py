@@ -246,7 +246,9 @@ class FrameDecoder:
             raise ProtocolError("stray carriage return between frames")
         # Find the blank line that ends the header block.
         head_end = buf.find(b"\n\n", pos)
-        head_end_crlf = buf.find(b"\n\r\n", pos)
+        # Look for a CRLF blank line only before the LF one: scanning the whole
+        # buffer per frame is quadratic when a client pipelines many frames.
+        head_end_crlf = buf.find(b"\n\r\n", pos, head_end + 2 if head_end != -1 else end)
         if head_end == -1 and head_end_crlf == -1:
             if end - pos > self.max_frame_size:
                 raise ProtocolError(f"frame exceeds maxFrameSize ({self.max_frame_size} bytes)")
