@@ -321,6 +321,7 @@ class BrokerNode:
             self.role = "master"
             log.info("broker %s (%s) is master, epoch %s", self.config.broker_name, self.config.node_name,
                      self.epoch)
+            self._sync_wanted = asyncio.Event()
             self._tasks = [asyncio.ensure_future(self._tick_loop()), asyncio.ensure_future(self._sync_loop())]
             if self.lease is not None:
                 self._tasks.append(asyncio.ensure_future(self.lease.keep_alive(self._lock_lost)))
@@ -575,7 +576,6 @@ class BrokerNode:
 
     async def _sync_loop(self) -> None:
         """Group commit: one fsync covers every batch appended while the previous one ran."""
-        self._sync_wanted = asyncio.Event()
         loop = asyncio.get_running_loop()
         store = self.store
         while True:
@@ -590,7 +590,6 @@ class BrokerNode:
 
     async def _tick_loop(self) -> None:
         store = self.store
-        periodic = self.config.persistence.journal_disk_sync_strategy == "periodic"
         while True:
             await asyncio.sleep(TICK_S)
             now = time.time()
@@ -605,8 +604,8 @@ class BrokerNode:
             except Exception as exc:
                 self.fail(exc)
                 return
-            if periodic and self._sync_wanted is not None:
-                self._sync_wanted.set()
+            if store is not None and store.written_lsn > store.durable_lsn:
+                self._sync_wanted.set()  # unreceipted writes too become durable within a tick
             self.flush()
 
 
