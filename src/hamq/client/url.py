@@ -251,7 +251,7 @@ def parse_broker_uri(text: str, nested: Optional[List[Tuple[str, str]]] = None) 
     if not host:
         raise FailoverURLError(f"{where} has no host. Fix: write it as {scheme}://HOST:PORT")
     if port_text:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        if not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5) or not 0 < int(port_text) < 65536:
             raise FailoverURLError(f"{where} has port {port_text!r}. Fix: use a port number from 1 to 65535")
         port = int(port_text)
     elif scheme in DEFAULT_PORTS:
@@ -294,7 +294,7 @@ def parse_url(text: str) -> FailoverURL:
     if scheme != "failover":
         broker = parse_broker_uri(text)
         return FailoverURL(brokers=(broker,), is_failover=False, text=text)
-    body = text.split(":", 1)[1]
+    body = text.partition(":")[2]
     if body.startswith("//"):
         body = body[2:]
     if body.startswith("("):
