@@ -68,7 +68,7 @@ class Node:
     """One ``hamq run`` process of a group sharing ``kahadb``."""
 
     def __init__(self, root: Path, name: str, kahadb: Path, data: Path, keep_alive_ms: int = 500,
-                 scheduler: bool = False):
+                 scheduler: bool = False, fail_if_locked: bool = False):
         self.name = name
         self.stomp_port = free_port()
         self.status_port = free_port()
@@ -77,13 +77,14 @@ class Node:
         self.config.write_text(
             '<broker brokerName="orders" nodeName="%s" dataDirectory="%s" schedulerSupport="%s">\n'
             '  <persistenceAdapter><kahaDB directory="%s">\n'
-            '    <locker><shared-file-locker lockAcquireSleepInterval="1000" lockKeepAlivePeriod="%d"/></locker>\n'
+            '    <locker><shared-file-locker lockAcquireSleepInterval="1000" lockKeepAlivePeriod="%d" failIfLocked="%s"/></locker>\n'
             '  </kahaDB></persistenceAdapter>\n'
             '  <transportConnectors><transportConnector name="stomp" uri="stomp://127.0.0.1:%d"/>'
             '</transportConnectors>\n'
             '  <statusEndpoint uri="http://127.0.0.1:%d"/>\n'
             '</broker>\n'
-            % (name, data, "true" if scheduler else "false", kahadb, keep_alive_ms, self.stomp_port,
+            % (name, data, "true" if scheduler else "false", kahadb, keep_alive_ms,
+               "true" if fail_if_locked else "false", self.stomp_port,
                self.status_port)
         )
         self.proc: Optional[subprocess.Popen] = None
@@ -261,6 +262,21 @@ def test_three_brokers_exactly_one_master_listens(group_factory):
         if slave is not master:
             st = slave.status()
             assert st["role"] == "slave" and st["holder"]["nodeName"] == master.name
+
+
+def test_fail_if_locked_exits_with_a_clear_message(group_factory, tmp_path):
+    g = group_factory(1)
+    g.nodes[0].start()
+    master = g.wait_master()
+    other = Node(tmp_path, "impatient", g.kahadb, g.data, fail_if_locked=True).start()
+    try:
+        rc = other.proc.wait(DEADLINE_S)
+    finally:
+        other.stop()
+    assert rc != 0
+    text = other.log()
+    assert "failIfLocked" in text and master.name in text
+    assert master.role() == "master"
 
 
 def test_kill9_master_twenty_times_never_two_listening(group_factory):
