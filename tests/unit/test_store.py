@@ -396,3 +396,23 @@ def test_message_ids_with_nul_survive_a_checkpoint(tmp_path):
     assert report.checkpoint == CKPT_NAME and report.replayed_batches == 0
     assert store.is_duplicate("a\0b") and store.is_duplicate("ü\udcff") and not store.is_duplicate("a")
     store.close()
+
+
+def test_checkpoint_written_by_a_worker_thread_while_appending(tmp_path):
+    store = MessageStore(tmp_path)
+    store.open()
+    for i in range(5):
+        store.append([add(i)])
+    snap = store.snapshot_checkpoint()  # in the appending thread
+    worker = threading.Thread(target=store.write_checkpoint, args=(snap,))
+    worker.start()
+    for i in range(5, 8):
+        store.append([add(i)])
+    worker.join()
+    store.sync()
+    store.close(checkpoint=False)
+    store = MessageStore(tmp_path)
+    report = store.open()
+    assert report.checkpoint_lsn == 5 and report.replayed_batches == 3
+    assert [m[0] for m in contents(store)] == [f"id-{i}" for i in range(8)]
+    store.close()

@@ -168,7 +168,7 @@ def run_ops(store, data, model, history, rng_state):
         history.append(dict(model))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_random_truncation_and_corruption_never_yield_a_bad_message(data):
     d = tempfile.mkdtemp(prefix="hamq-store-prop-")
@@ -238,7 +238,7 @@ def test_random_truncation_and_corruption_never_yield_a_bad_message(data):
         shutil.rmtree(d, ignore_errors=True)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(cut=st.integers(0, 10_000), seed=st.integers(0, 2**32 - 1))
 def test_undamaged_prefix_survives_a_single_truncation(cut, seed):
     """Cutting the journal at any byte keeps every batch that ends before the cut."""

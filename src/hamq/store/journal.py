@@ -282,20 +282,22 @@ class Journal:
         return self.written_lsn  # periodic/never: reported at once, the documented risk
 
     def sync(self, force: bool = False) -> int:
-        """fsync what was written so far (group commit); returns durable_lsn."""
+        """fsync what was written so far (group commit); returns durable_lsn.
+
+        The sync lock is taken before the fd is looked up, so ``forget()``/``close()``
+        can never close the fd between the look-up and the fsync.
+        """
         if self.sync_strategy == "never" and not force:
             return self.written_lsn
-        with self._lock:
-            if self._failed:
-                raise StoreError(f"journal unusable after an earlier error ({self._failed}); restart the broker")
-            target, fd = self.written_lsn, self._fd
-        if target <= self._synced_lsn or fd < 0:
-            return self.durable_lsn
         if self.sync_strategy == "periodic" and not force:
             if time.monotonic() - self._last_sync < self.sync_interval:
                 return self.durable_lsn
         with self._sync_lock:
-            if target > self._synced_lsn:
+            with self._lock:
+                if self._failed:
+                    raise StoreError(f"journal unusable after an earlier error ({self._failed}); restart the broker")
+                target, fd = self.written_lsn, self._fd
+            if target > self._synced_lsn and fd >= 0:
                 self._sync_now(fd, target)
         return self.durable_lsn
 
@@ -332,13 +334,13 @@ class Journal:
 
     def forget(self, segment: int) -> None:
         """Close the cached fd of a segment about to be deleted."""
-        with self._lock:
+        with self._sync_lock, self._lock:
             fd = self._read_fds.pop(segment, None)
             if fd is not None and fd != self._fd:
                 os.close(fd)
 
     def close(self) -> None:
-        with self._lock:
+        with self._sync_lock, self._lock:
             for fd in self._read_fds.values():
                 try:
                     os.close(fd)

@@ -46,7 +46,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 from hamq.store.audit import DuplicateAudit
 from hamq.store.codec import (
@@ -73,7 +73,9 @@ from hamq.store.index import (
     KeyIndex,
     decode_checkpoint,
     encode_checkpoint,
-    write_checkpoint,
+)
+from hamq.store.index import (
+    write_checkpoint as write_checkpoint_file,
 )
 from hamq.store.journal import (
     SYNC_STRATEGIES,
@@ -110,6 +112,14 @@ class RecoveryReport:
     problems: List[str] = field(default_factory=list)  # every torn tail / corruption, as logged
     quarantined: List[str] = field(default_factory=list)  # files under quarantine/ created by this open
     duration_s: float = 0.0
+
+
+class CheckpointSnapshot(NamedTuple):
+    """A serialised index waiting to be written by ``write_checkpoint``."""
+
+    lsn: int
+    segment: int
+    data: bytes
 
 
 class MessageStore:
@@ -557,26 +567,37 @@ class MessageStore:
 
     def checkpoint(self) -> None:
         """Write the index so the next open replays only what follows; fsyncs the journal first."""
+        self.write_checkpoint(self.snapshot_checkpoint())
+
+    def snapshot_checkpoint(self) -> "CheckpointSnapshot":
+        """Phase 1, in the thread that appends: serialise the index (tens of ms for a million messages)."""
         if not self._open:
             raise StoreError("the store is not open; call open(epoch) first")
         j = self._journal
-        j.sync(force=True)  # the checkpoint must never cover batches a crash could still lose
         lsn, seg, off = j.written_lsn, j.segment, j.offset
         live = {s: n for s, n in self._live.items() if n > 0}
         self._live = live
         data = encode_checkpoint(
             Checkpoint(lsn, seg, off, self._next_seq, self.epoch, self._keys, live, self._audit.ids())
         )
+        return CheckpointSnapshot(lsn, seg, data)
+
+    def write_checkpoint(self, snap: "CheckpointSnapshot") -> None:
+        """Phase 2, may run in a worker thread: fsync the journal, fence, write the file atomically."""
+        j = self._journal
+        j.sync(force=True)  # the checkpoint must never cover batches a crash could still lose
         j._check_fence()
         try:
             had_current = os.path.exists(os.path.join(self.directory, CKPT_NAME))
-            write_checkpoint(self.directory, data)
+            write_checkpoint_file(self.directory, snap.data)
         except OSError as exc:
             raise StoreError(f"cannot write checkpoint in {self.directory}: {exc}") from exc
-        if had_current and CKPT_NAME in self._ckpt_segments:
-            self._ckpt_segments[CKPT_PREV] = self._ckpt_segments[CKPT_NAME]
-        self._ckpt_segments[CKPT_NAME] = seg
-        self._ckpt_lsn = lsn
+        segments = dict(self._ckpt_segments)
+        if had_current and CKPT_NAME in segments:
+            segments[CKPT_PREV] = segments[CKPT_NAME]
+        segments[CKPT_NAME] = snap.segment
+        self._ckpt_segments = segments  # one assignment: cleanup sees the old or the new map
+        self._ckpt_lsn = snap.lsn
 
     def maybe_cleanup(self, now: Optional[float] = None) -> List[int]:
         """Cleanup if ``cleanup_interval_ms`` passed; returns the deleted segment numbers."""
