@@ -558,20 +558,35 @@ def _read_broker(ctx: _Ctx, el: Element) -> BrokerConfig:
     )
 
 
+def _wrong_namespace(ctx: _Ctx, el: Element) -> ConfigError:
+    return ctx.error(
+        el.line,
+        f"<{el.tag}> is in namespace {el.namespace}, but hamq reads <broker> in the ActiveMQ core namespace "
+        "or in no namespace",
+        f'write <broker xmlns="{ACTIVEMQ_NS}" ...>',
+    )
+
+
 def _find_broker(ctx: _Ctx, root: Element) -> Element:
-    if root.tag == "broker" and root.namespace in (ACTIVEMQ_NS, ""):
+    if root.tag == "broker":
+        if root.namespace not in (ACTIVEMQ_NS, ""):
+            raise _wrong_namespace(ctx, root)
         return root
     if root.tag == "beans" and root.namespace in (SPRING_BEANS_NS, ""):
         _no_text(ctx, root)
-        brokers = [c for c in root.children if c.tag == "broker" and c.namespace in (ACTIVEMQ_NS, "")]
-        others = [c for c in root.children if c not in brokers]
-        if others:
-            raise ctx.error(
-                others[0].line,
-                f"<beans> contains <{others[0].tag}>; hamq reads only the <broker> element and does not "
-                "evaluate Spring beans",
-                f"remove <{others[0].tag}>",
-            )
+        brokers = []
+        for child in root.children:
+            if child.tag != "broker":
+                raise ctx.error(
+                    child.line,
+                    f"<beans> contains <{child.tag}>; hamq reads only the <broker> element and does not "
+                    "evaluate Spring beans",
+                    f"remove <{child.tag}>",
+                )
+            if child.namespace not in (ACTIVEMQ_NS, ""):
+                # Typical: <broker> without xmlns inherits the Spring beans namespace.
+                raise _wrong_namespace(ctx, child)
+            brokers.append(child)
         if len(brokers) != 1:
             raise ctx.error(
                 root.line,

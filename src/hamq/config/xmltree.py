@@ -103,12 +103,23 @@ def parse_bytes(data: bytes, path: str) -> Element:
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
     try:
         parser.Parse(data, True)
+    except ConfigError:
+        raise
     except expat.ExpatError as exc:
         raise ConfigError(
             path,
             exc.lineno,
             f"malformed XML: {expat.ErrorString(exc.code)} (column {exc.offset + 1})",
             "correct the XML syntax at that place (check quotes, closing tags and '&' written as '&amp;')",
+        ) from None
+    except (LookupError, ValueError) as exc:
+        # <?xml encoding="..."?> naming an encoding Python does not know, or a
+        # multi-byte one expat cannot use.
+        raise ConfigError(
+            path,
+            1,
+            f"the XML declaration names an encoding that cannot be read ({exc})",
+            'write the file in UTF-8 and declare <?xml version="1.0" encoding="UTF-8"?>',
         ) from None
     except RecursionError:  # pragma: no cover - depth is capped above
         raise ConfigError(path, None, "the XML is nested too deeply", "flatten the file") from None
