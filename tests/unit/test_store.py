@@ -416,3 +416,16 @@ def test_checkpoint_written_by_a_worker_thread_while_appending(tmp_path):
     assert report.checkpoint_lsn == 5 and report.replayed_batches == 3
     assert [m[0] for m in contents(store)] == [f"id-{i}" for i in range(8)]
     store.close()
+
+
+def test_the_same_object_can_be_closed_and_reopened(tmp_path):
+    store = MessageStore(tmp_path)
+    store.open(epoch=1)
+    store.append([add(1), add(2)])
+    store.append([Ack("queue:a", store.last_seqs[0])])
+    store.close()
+    report = store.open(epoch=2)
+    assert report.pending_messages == 1 and [m[0] for m in contents(store)] == ["id-2"]
+    store.append([add(3)])
+    assert store.last_seqs == [3]
+    store.close()

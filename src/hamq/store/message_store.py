@@ -203,6 +203,10 @@ class MessageStore:
 
     def _recover(self, epoch: int) -> RecoveryReport:
         report = RecoveryReport(epoch=epoch)
+        # start from nothing: the object may have been opened (or failed to open) before
+        self._keys, self._live, self._next_seq = {}, {}, 1
+        self._audit = DuplicateAudit(self._audit.capacity)
+        self._ckpt_segments, self._ckpt_lsn = {}, -1
         d = self.directory
         j = self._journal
 
