@@ -163,7 +163,12 @@ class Checkpoint(NamedTuple):
     audit: List[str]
 
 
-def encode_checkpoint(c: Checkpoint) -> bytes:
+def encode_checkpoint(c: Checkpoint) -> List[bytes]:
+    """The checkpoint as a list of byte strings (copies, so the index may change right after).
+
+    The trailing crc32 is added by ``write_checkpoint`` while it writes, so the
+    snapshot taken in the event loop costs only the memory copies.
+    """
     parts: List[bytes] = [
         CKPT_HEAD.pack(
             CKPT_MAGIC, int(_BIG), c.lsn, c.segment, c.offset, c.next_seq, c.epoch, len(c.keys), len(c.live),
@@ -185,8 +190,7 @@ def encode_checkpoint(c: Checkpoint) -> bytes:
     else:  # some id contains NUL: character lengths then the text
         parts.append(b"\1" + array("I", map(len, c.audit)).tobytes())
         parts.append("".join(c.audit).encode("utf-8", "surrogatepass"))
-    data = b"".join(parts)
-    return data + struct.pack("<I", zlib.crc32(data))
+    return parts
 
 
 def decode_checkpoint(data: bytes) -> Checkpoint:
@@ -248,16 +252,17 @@ def decode_checkpoint(data: bytes) -> Checkpoint:
     return Checkpoint(lsn, seg, off, next_seq, epoch, keys, live, audit)
 
 
-def write_checkpoint(directory: str, data: bytes) -> None:
+def write_checkpoint(directory: str, parts: List[bytes]) -> None:
     """Atomically replace the checkpoint, keeping the previous one as a fallback."""
     tmp = os.path.join(directory, CKPT_NAME + ".tmp")
     cur = os.path.join(directory, CKPT_NAME)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
+        crc = 0
+        for part in parts:
+            crc = zlib.crc32(part, crc)
+            _write_all(fd, part)
+        _write_all(fd, struct.pack("<I", crc))
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -265,6 +270,12 @@ def write_checkpoint(directory: str, data: bytes) -> None:
         os.replace(cur, os.path.join(directory, CKPT_PREV))
     os.replace(tmp, cur)
     fsync_dir(directory)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def fsync_dir(directory: str) -> None:

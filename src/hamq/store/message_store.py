@@ -119,7 +119,7 @@ class CheckpointSnapshot(NamedTuple):
 
     lsn: int
     segment: int
-    data: bytes
+    parts: List[bytes]
 
 
 class MessageStore:
@@ -581,10 +581,10 @@ class MessageStore:
         lsn, seg, off = j.written_lsn, j.segment, j.offset
         live = {s: n for s, n in self._live.items() if n > 0}
         self._live = live
-        data = encode_checkpoint(
+        parts = encode_checkpoint(
             Checkpoint(lsn, seg, off, self._next_seq, self.epoch, self._keys, live, self._audit.ids())
         )
-        return CheckpointSnapshot(lsn, seg, data)
+        return CheckpointSnapshot(lsn, seg, parts)
 
     def write_checkpoint(self, snap: "CheckpointSnapshot") -> None:
         """Phase 2, may run in a worker thread: fsync the journal, fence, write the file atomically."""
@@ -593,7 +593,7 @@ class MessageStore:
         j._check_fence()
         try:
             had_current = os.path.exists(os.path.join(self.directory, CKPT_NAME))
-            write_checkpoint_file(self.directory, snap.data)
+            write_checkpoint_file(self.directory, snap.parts)
         except OSError as exc:
             raise StoreError(f"cannot write checkpoint in {self.directory}: {exc}") from exc
         segments = dict(self._ckpt_segments)
@@ -617,7 +617,11 @@ class MessageStore:
             return []
         floor = min(self._ckpt_segments.values())
         deleted: List[int] = []
-        for n in list_segments(self.directory):
+        try:
+            existing = list_segments(self.directory)
+        except OSError as exc:
+            raise StoreError(f"cannot list the journal in {self.directory}: {exc}") from exc
+        for n in existing:
             if n >= floor or n == self._journal.segment or self._live.get(n, 0) > 0:
                 continue
             self._journal._check_fence()
