@@ -560,14 +560,25 @@ class MessageStore:
     # ================================================================ housekeeping
     def maybe_checkpoint(self, now: Optional[float] = None) -> bool:
         """Checkpoint if ``checkpoint_interval_ms`` passed (``now`` is time.monotonic()); True if written."""
+        snap = self.maybe_snapshot_checkpoint(now)
+        if snap is None:
+            return False
+        self.write_checkpoint(snap)
+        return True
+
+    def maybe_snapshot_checkpoint(self, now: Optional[float] = None) -> Optional["CheckpointSnapshot"]:
+        """Like ``maybe_checkpoint`` but only phase 1; hand the result to ``write_checkpoint`` in a worker.
+
+        With a deep store the file write + fsync takes a while (about 25 MiB per
+        million pending messages); doing it in a thread keeps the event loop free.
+        """
         now = time.monotonic() if now is None else now
         if not self._open or now - self._last_checkpoint < self.checkpoint_interval:
-            return False
+            return None
         self._last_checkpoint = now
         if self._journal.written_lsn == self._ckpt_lsn:
-            return False
-        self.checkpoint()
-        return True
+            return None
+        return self.snapshot_checkpoint()
 
     def checkpoint(self) -> None:
         """Write the index so the next open replays only what follows; fsyncs the journal first."""
