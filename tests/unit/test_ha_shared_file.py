@@ -156,3 +156,21 @@ def test_check_fence_refuses_when_the_epoch_file_is_damaged(tmp_path):
         lease.release()
 
     asyncio.run(main())
+
+
+def test_only_a_recreated_lock_file_makes_the_new_master_wait(tmp_path):
+    async def main():
+        first = await _locker(tmp_path, "b1").acquire()
+        assert first.stale_master_wait_s == 0  # first start ever: nobody to wait for
+        first.release()
+        normal = await _locker(tmp_path, "b2").acquire()
+        assert normal.stale_master_wait_s == 0  # the previous master's lock file is there: plain takeover
+        # the lock file vanishes under the live master b2; b3 must not serve next to it
+        os.unlink(lockfile.lock_path(str(tmp_path)))
+        third = await _locker(tmp_path, "b3").acquire()
+        assert third.stale_master_wait_s > 0
+        assert "replaced" in normal.probe()  # b2's keep-alive sees it has been superseded
+        normal.release()
+        third.release()
+
+    asyncio.run(main())

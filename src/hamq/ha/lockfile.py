@@ -220,6 +220,11 @@ def read_holder(directory: str) -> Optional[Dict[str, Any]]:
     return _decode_record(data)
 
 
+def read_record(fd: int) -> Optional[Dict[str, Any]]:
+    """The holder record in the lock file open as ``fd`` (None when the file is empty, e.g. just created)."""
+    return _decode_record(os.pread(fd, MAX_RECORD_BYTES, 0))
+
+
 def read_epoch(directory: str) -> int:
     """The durable epoch (0 before the first master).  One open and one small read: cheap enough per write.
 
@@ -295,7 +300,7 @@ def become_master(fd: int, directory: str, identity: Dict[str, Any]) -> Dict[str
     make an epoch repeat.  Returns the record (its ``epoch`` is the fencing token).
     """
     directory = os.fspath(directory)
-    previous = _decode_record(os.pread(fd, MAX_RECORD_BYTES, 0)) or {}
+    previous = read_record(fd) or {}
     last = previous.get("epoch") if isinstance(previous.get("epoch"), int) else 0
     try:
         last = max(last, read_epoch(directory))

@@ -9,9 +9,11 @@ Differences from ActiveMQ, and why:
 * Each master gets a fresh **epoch** (see :mod:`hamq.ha.lockfile`).  The store
   calls :meth:`SharedFileLease.check_fence` before every write, and seals the
   previous master's segment at open, so a paused ex-master that wakes up gets
-  nothing accepted.  Because of that the new master does not sleep one
-  keep-alive period after a contested acquire (ActiveMQ's AMQ-4705 guard):
-  the epoch, not the wait, keeps the old master's writes out.
+  nothing accepted.  Because of that a normal takeover does not sleep one
+  keep-alive period (ActiveMQ's AMQ-4705 guard): the epoch, not the wait,
+  keeps the old master's writes out.  Only a master that finds the lock file
+  gone (deleted or replaced under a possibly live master) waits 1.5 keep-alive
+  periods, so that the old master stops listening before this one starts.
 * Keep-alive is always on (``lockKeepAlivePeriod`` 0 is refused) and checks
   more than mtime: same inode, same epoch, lock re-asserted, write + fsync.
 """
@@ -34,6 +36,8 @@ log = logging.getLogger("hamq.ha")
 #: A keep-alive probe that has not finished after this many periods counts as lost
 #: (a hard-mounted NFS share that stopped answering hangs fsync for minutes).
 PROBE_TIMEOUT_PERIODS = 5
+#: How long a master that had to recreate the lock file waits, in keep-alive periods (see _wait_out_stale_master).
+STALE_MASTER_WAIT_PERIODS = 1.5
 MIN_PROBE_TIMEOUT_S = 10.0
 
 
@@ -88,6 +92,8 @@ class SharedFileLease(MasterLease):
         self.epoch = int(record["epoch"])
         self.keep_alive_period_s = keep_alive_period_s
         self.lost_reason = None  # type: Optional[str]
+        #: Seconds waited after acquiring because the lock file had been recreated (0: a normal acquire).
+        self.stale_master_wait_s = 0.0
         self._record_bytes = lockfile.encode_record(record)
         self._dir = str(self.directory)
 
@@ -192,12 +198,38 @@ class SharedFileLocker(Locker):
                 on_waiting(self.holder())
             fd = await self._wait()
         try:
+            recreated = lockfile.read_record(fd) is None and lockfile.read_epoch(str(self.directory)) > 0
+        except (OSError, ValueError):
+            recreated = True
+        try:
             record = lockfile.become_master(fd, str(self.directory), self.identity)
         except BaseException:
             lockfile.unlock(fd)
             raise
         log.info("acquired the exclusive lock on %s: master with epoch %d", self.lock_path, record["epoch"])
-        return SharedFileLease(fd, self.directory, record, self.keep_alive_period_s)
+        lease = SharedFileLease(fd, self.directory, record, self.keep_alive_period_s)
+        if recreated:
+            await self._wait_out_stale_master(lease)
+        return lease
+
+    async def _wait_out_stale_master(self, lease: SharedFileLease) -> None:
+        """The lock file was missing although earlier masters existed: one of them may still run.
+
+        That happens when the lock file was deleted or replaced under a live
+        master (AMQ-4705).  Its writes are already fenced by our new epoch; to
+        keep it from serving clients next to us, wait until its keep-alive has
+        seen the change and stopped it.  A normal takeover finds the dead
+        master's lock file in place and does not wait.
+        """
+        wait_s = STALE_MASTER_WAIT_PERIODS * self.keep_alive_period_s
+        log.warning(
+            "the lock file %s had to be created although epoch %d was issued before: a previous master may "
+            "still be running on a deleted or replaced lock file; its writes are fenced now, and this broker "
+            "waits %.3f s (1.5 keep-alive periods) for it to stop before serving clients",
+            self.lock_path, lease.epoch - 1, wait_s,
+        )
+        lease.stale_master_wait_s = wait_s
+        await asyncio.sleep(wait_s)
 
     async def _wait(self) -> int:
         """Blocking OFD wait in a daemon thread; poll every lockAcquireSleepInterval if that is impossible."""
