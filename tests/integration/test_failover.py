@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import socket
 import subprocess
 import sys
@@ -27,12 +26,6 @@ from hamq.client import FailoverClient, TransactionInDoubt
 HAMQ = [sys.executable, "-m", "hamq"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _listening(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -41,16 +34,18 @@ def _listening(port: int) -> bool:
         return False
 
 
-class Cluster:
-    """N brokers, one shared kahaDB directory, each on its own STOMP port."""
+#: Fast takeover for tests: slaves poll the lock every 100 ms.
+LOCKER = '<shared-file-locker lockAcquireSleepInterval="100" lockKeepAlivePeriod="300"/>'
 
-    def __init__(self, root: Path, size: int = 3):
-        self.root = root
+
+class Cluster:
+    """N ``hamq run`` processes (conftest's ``hamq_broker``) on one shared store, fixed STOMP ports."""
+
+    def __init__(self, hamq_broker, free_port, root: Path, size: int = 3):
         self.shared = root / "shared"
-        (self.shared / "kahadb").mkdir(parents=True)
-        (self.shared / "data").mkdir()
-        self.ports = [_free_port() for _ in range(size)]
-        self.procs: list = [None] * size
+        self.ports = [free_port() for _ in range(size)]
+        self.hamq_broker = hamq_broker
+        self.brokers: list = []
         self.kills = 0
         self.kill_log: list = []
 
@@ -59,80 +54,50 @@ class Cluster:
         inner = ",".join(f"tcp://127.0.0.1:{p}" for p in self.ports)
         return f"failover:({inner})?initialReconnectDelay=50&maxReconnectDelay=1000&timeout=60000"
 
-    def _config(self, i: int) -> Path:
-        path = self.root / f"broker{i}.xml"
-        path.write_text(
-            f"""<broker xmlns="http://activemq.apache.org/schema/core" brokerName="drill" nodeName="b{i}"
-        dataDirectory="{self.shared / "data"}">
-  <persistenceAdapter>
-    <kahaDB directory="{self.shared / "kahadb"}" allowUnsafeStorage="true">
-      <locker><shared-file-locker lockAcquireSleepInterval="100" lockKeepAlivePeriod="300"/></locker>
-    </kahaDB>
-  </persistenceAdapter>
-  <transportConnectors>
-    <transportConnector name="stomp" uri="stomp://127.0.0.1:{self.ports[i]}"/>
-  </transportConnectors>
-  <statusEndpoint uri="http://127.0.0.1:0"/>
-</broker>
-"""
-        )
-        return path
-
-    def start(self, i: int) -> None:
-        log = open(self.root / f"broker{i}.log", "ab")
-        self.procs[i] = subprocess.Popen(
-            HAMQ + ["run", "--config", str(self._config(i)), "--log-level", "INFO"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-
-    def start_all(self) -> None:
-        for i in range(len(self.ports)):
-            self.start(i)
+    def start_all(self, count=None) -> None:
+        """Start the first ``count`` brokers (all by default); the URL still lists every port."""
+        (self.shared / "data").mkdir(parents=True, exist_ok=True)
+        for i in range(len(self.ports) if count is None else count):
+            self.brokers.append(
+                self.hamq_broker(
+                    node_name=f"b{i}",
+                    kahadb_dir=self.shared / "kahadb",
+                    data_dir=self.shared / "data",
+                    stomp_port=self.ports[i],
+                    locker=LOCKER,
+                    wait_role=None,
+                )
+            )
         self.wait_master()
 
-    def master(self):
-        for i, port in enumerate(self.ports):
-            proc = self.procs[i]
-            if proc is not None and proc.poll() is None and _listening(port):
-                return i
-        return None
-
     def wait_master(self, exclude=None, limit: float = 60.0) -> int:
-        """Block until a master (other than ``exclude``) accepts connections."""
+        """Block until a master (other than ``exclude``) accepts STOMP connections."""
         end = time.monotonic() + limit
         while time.monotonic() < end:
-            for i, port in enumerate(self.ports):
-                proc = self.procs[i]
-                if i != exclude and proc is not None and proc.poll() is None and _listening(port):
+            for i, broker in enumerate(self.brokers):
+                if i != exclude and broker.alive() and _listening(self.ports[i]):
                     return i
+            if not any(broker.alive() for broker in self.brokers):
+                break
             time.sleep(0.05)
-        raise AssertionError(f"no master within {limit} s; broker logs are in {self.root}")
+        logs = "\n".join(b.log()[-2000:] for b in self.brokers)
+        raise AssertionError(f"no master (waited up to {limit} s); broker logs:\n{logs}")
 
     def kill_master(self) -> int:
         """``kill -9`` the master, restart it (it becomes a slave), wait for the new master."""
         i = self.wait_master()
-        self.procs[i].send_signal(signal.SIGKILL)
-        self.procs[i].wait()
+        self.brokers[i].kill()
         self.kills += 1
         self.kill_log.append((round(time.time(), 3), f"b{i}", self.ports[i]))
-        self.start(i)
+        self.brokers[i].start()
         return self.wait_master(exclude=i)
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait()
 
 
 @pytest.fixture
-def cluster(tmp_path):
-    c = Cluster(tmp_path)
+def cluster(hamq_broker, free_port, tmp_path):
+    c = Cluster(hamq_broker, free_port, tmp_path)
     c.start_all()
-    yield c
-    c.stop()
+    return c  # hamq_broker kills every process at teardown
 
 
 @pytest.fixture
