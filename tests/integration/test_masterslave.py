@@ -348,15 +348,16 @@ def test_paused_master_writes_nothing_after_handover_and_exits(group_factory):
     old, new, checker = g.nodes
     old.start()
     g.wait_master()
+    new.start()
+    wait_until(lambda: new.role() == "slave", "the slave", interval=0.02)
     client = Stomp(old.stomp_port)
     assert client.send("/queue/orders", b"before").command == "RECEIPT"
 
     old.signal(signal.SIGSTOP)
     # Hand the lock over as a lost NFSv4 lock would: the frozen master still holds its lock on the old
-    # file, which is removed; the next broker locks the new file and becomes master with a higher epoch.
+    # file, which is removed; the waiting slave moves to the new file and becomes master with a higher epoch.
     (g.kahadb / "lock").unlink()
-    new.start()
-    wait_until(lambda: new.role() == "master", "the new master")
+    wait_until(lambda: new.role() == "master", "the new master", interval=0.02)
     sealed = _segment_sizes(g.kahadb)
     new_epoch = new.status()["epoch"]
 

@@ -174,3 +174,20 @@ def test_only_a_recreated_lock_file_makes_the_new_master_wait(tmp_path):
         third.release()
 
     asyncio.run(main())
+
+
+def test_slave_waiting_on_a_deleted_lock_file_moves_to_the_new_one(tmp_path):
+    async def main():
+        frozen = await _locker(tmp_path, "frozen").acquire()  # a paused master: never releases
+        slave = asyncio.ensure_future(_locker(tmp_path, "b2").acquire())
+        await asyncio.sleep(0.1)
+        assert not slave.done()
+        os.unlink(lockfile.lock_path(str(tmp_path)))  # the frozen master's file goes away
+        lease = await asyncio.wait_for(slave, 30)
+        assert lease.record["nodeName"] == "b2" and lease.epoch == 2
+        with pytest.raises(StoreFenced):
+            frozen.check_fence()
+        lease.release()
+        frozen.release()
+
+    asyncio.run(main())

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -231,10 +232,43 @@ class SharedFileLocker(Locker):
         lease.stale_master_wait_s = wait_s
         await asyncio.sleep(wait_s)
 
+    def _file_id(self) -> Optional[tuple]:
+        try:
+            st = os.stat(self.lock_path)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino)
+
+    async def _blocking_wait(self) -> int:
+        """F_OFD_SETLKW in a daemon thread, restarted whenever the lock file is deleted or replaced.
+
+        A waiter queued on a file that is no longer the lock file would wait
+        for the wrong lock (possibly forever, if its holder is frozen); every
+        lockAcquireSleepInterval we check the path and, if it changed, leave
+        that wait behind (a lock it gets later is released at once) and queue
+        on the new file.
+        """
+        while True:
+            waiting_on = self._file_id()
+            future = _in_daemon_thread(lockfile.lock_blocking, self.lock_path, on_abandoned=lockfile.unlock)
+            while True:
+                try:
+                    done, _ = await asyncio.wait({future}, timeout=self.sleep_interval_s)
+                except asyncio.CancelledError:
+                    future.cancel()  # a lock granted later is released at once
+                    raise
+                if done:
+                    return future.result()
+                if self._file_id() != waiting_on:
+                    log.warning("the lock file %s was deleted or replaced while we waited; waiting on the new one",
+                                self.lock_path)
+                    future.cancel()
+                    break
+
     async def _wait(self) -> int:
         """Blocking OFD wait in a daemon thread; poll every lockAcquireSleepInterval if that is impossible."""
         try:
-            return await _in_daemon_thread(lockfile.lock_blocking, self.lock_path, on_abandoned=lockfile.unlock)
+            return await self._blocking_wait()
         except lockfile.LockFileError as exc:
             raise LockerError(str(exc)) from None
         except OSError as exc:
