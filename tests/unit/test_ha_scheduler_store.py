@@ -1,6 +1,7 @@
 """Opening the scheduler's own locked, fenced store (hamq.ha.scheduler_store)."""
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +77,15 @@ def test_frozen_predecessor_holding_the_scheduler_lock_is_fenced_not_waited_for(
 def _mk(path):
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def test_data_directory_on_another_filesystem_is_warned_about(config, tmp_path):
+    import os
+    import tempfile
+
+    if not os.path.isdir("/dev/shm") or os.stat("/dev/shm").st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs a second file system (tmpfs on /dev/shm)")
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as other:
+        config.data_directory = Path(other)
+        warning = check_placement(config)
+    assert "not on the same file system" in warning and "Fix:" in warning
