@@ -50,6 +50,8 @@ from hamq.stomp.codec import Frame, FrameDecoder, ProtocolError, encode_frame
 log = logging.getLogger("hamq.client")
 
 ACK_MODES = ("auto", "client", "client-individual")
+#: Unsolicited ERROR frames kept in ``broker_errors`` (the newest).
+_KEEP_ERRORS = 100
 #: Longest the reader sleeps in select(); bounds how late heart-beats and close() are noticed.
 _TICK = 0.5
 
@@ -214,8 +216,12 @@ class FailoverClient:
             self._state = "connecting"
         self._thread = threading.Thread(target=self._supervise, name="hamq-client", daemon=True)
         self._thread.start()
-        with self._cond:
-            self._wait_for(lambda: self._state == "connected", self._deadline(), "connecting")
+        try:
+            with self._cond:
+                self._wait_for(lambda: self._state == "connected", self._deadline(), "connecting")
+        except ClientError:
+            self.close()  # do not leave a thread retrying behind the caller's back
+            raise
         return self
 
     def __enter__(self) -> "FailoverClient":
@@ -827,7 +833,7 @@ class FailoverClient:
                 receipt = frame.get("receipt-id", "")
                 pending = self._tracker.pending.get(receipt)
                 if pending is None:
-                    self.broker_errors.append(frame)
+                    self.broker_errors = self.broker_errors[-(_KEEP_ERRORS - 1) :] + [frame]
                     log.error("broker %s sent ERROR: %s", conn.uri, text)
                     return
                 error = BrokerError(f"{conn.uri} rejected {pending.frame.command}: {text}", frame)
