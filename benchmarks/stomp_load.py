@@ -94,17 +94,25 @@ def send_receipted(port: int, queue: str, count: int, persistent: bool = True, v
         close(conn, waiter)
 
 
-def send_unreceipted(port: int, queue: str, count: int, persistent: bool, version: str = "1.2") -> tuple:
-    """Fire ``count`` sends without receipts, then one receipted frame to know all were taken."""
+def send_unreceipted(port: int, queue: str, count: int, persistent: bool, version: str = "1.2",
+                     deadline: float | None = None) -> tuple:
+    """Fire ``count`` sends without receipts, then one receipted frame to know all were taken.
+
+    With a ``deadline`` (time.monotonic()) it stops early; the count returned is what was sent.
+    """
     conn, waiter = connect(port, version)
     headers = {"persistent": "true" if persistent else "false"}
     try:
         t0 = time.perf_counter()
-        for _ in range(count - 1):
+        sent = 0
+        while sent < count - 1:
+            if deadline is not None and sent % 1000 == 0 and time.monotonic() > deadline:
+                break
             conn.send(queue, BODY, headers=headers)
+            sent += 1
         conn.send(queue, BODY, headers=headers, receipt="last")
         waiter.wait_receipt("last", timeout=600)
-        return count, time.perf_counter() - t0
+        return sent + 1, time.perf_counter() - t0
     finally:
         close(conn, waiter)
 
@@ -188,19 +196,24 @@ def send_receipted_parallel(port: int, queue: str, producers: int, per_producer:
     return producers * per_producer, end - start
 
 
-def _fill_proc(port, queue, count, version, out):
+def _fill_proc(port, queue, count, version, deadline, out):
     try:
-        out.put(("ok",) + send_unreceipted(port, queue, count, True, version))
+        out.put(("ok",) + send_unreceipted(port, queue, count, True, version, deadline))
     except Exception as exc:  # noqa: BLE001 - reported to the parent
         out.put(("error", repr(exc)))
 
 
-def fill_parallel(port: int, queue: str, count: int, producers: int = 4, version: str = "1.2") -> tuple:
-    """Store ``count`` persistent messages fast: unreceipted sends from several processes."""
+def fill_parallel(port: int, queue: str, count: int, producers: int = 4, version: str = "1.2",
+                  budget_s: float | None = None) -> tuple:
+    """Store ``count`` persistent messages fast: unreceipted sends from several processes.
+
+    Returns (messages stored, seconds); fewer than ``count`` when ``budget_s`` ran out.
+    """
+    deadline = None if budget_s is None else time.monotonic() + budget_s
     ctx = mp.get_context("fork")
     out = ctx.Queue()
     share = [count // producers + (1 if i < count % producers else 0) for i in range(producers)]
-    procs = [ctx.Process(target=_fill_proc, args=(port, queue, n, version, out), daemon=True)
+    procs = [ctx.Process(target=_fill_proc, args=(port, queue, n, version, deadline, out), daemon=True)
              for n in share if n]
     t0 = time.perf_counter()
     for p in procs:
@@ -211,4 +224,4 @@ def fill_parallel(port: int, queue: str, count: int, producers: int = 4, version
     errors = [r[1] for r in results if r[0] != "ok"]
     if errors:
         raise LoadError("; ".join(sorted(set(errors))))
-    return count, time.perf_counter() - t0
+    return sum(r[1] for r in results), time.perf_counter() - t0

@@ -97,7 +97,9 @@ def measure(suite: Suite, broker: str, sleep: int | None, pending: int, n: int) 
     kind = suite.kinds[broker]
     shared = suite.dir(f"{broker}-ha-store")
     if pending:
-        fill.fill_store(suite, broker, shared, pending)
+        added, _ = fill.fill_store(suite, broker, shared, pending)
+        if added < pending:
+            raise BrokerUnavailable(f"only {added} of {pending} messages could be stored in time")
     a = kind.node(f"{broker}-ha-a-{shared.name}", shared, sleep)
     b = kind.node(f"{broker}-ha-b-{shared.name}", shared, sleep)
     values = []
