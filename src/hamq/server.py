@@ -53,6 +53,9 @@ WRITE_LOW_WATER = 1 * 1024 * 1024
 TICK_S = 0.1
 #: How long a connection we close keeps draining the peer's input (see StompProtocol.linger).
 LINGER_S = 2.0
+#: Group commit: wait for answered clients at most this fraction of an fsync, and at most this long.
+GROUP_WAIT_FRACTION = 0.5
+GROUP_WAIT_MAX_S = 0.005
 #: Pause before waiting for the lock again after a master term ended badly.
 RESTART_PAUSE_S = 1.0
 
@@ -217,6 +220,10 @@ class BrokerNode:
         self._stop_event: Optional[asyncio.Event] = None
         self._term_over: Optional[asyncio.Event] = None
         self._sync_wanted: Optional[asyncio.Event] = None
+        #: Set whenever a connection starts waiting for durability (see _sync_loop).
+        self._arrivals: Optional[asyncio.Event] = None
+        #: Group-commit rounds (store.sync calls) this master term, for /status.
+        self.sync_rounds = 0
         self._term_failure: Optional[str] = None
         self._flush_scheduled = False
         self._waiting: Set[StompProtocol] = set()
@@ -247,7 +254,7 @@ class BrokerNode:
             for key in ("destinations", "durableSubscriptions", "connections"):
                 body[key] = figures[key]
         if self.store is not None:
-            body["store"] = {"durableLsn": self.store.durable_lsn,
+            body["store"] = {"durableLsn": self.store.durable_lsn, "syncRounds": self.sync_rounds,
                              "syncStrategy": self.config.persistence.journal_disk_sync_strategy}
         return body
 
@@ -322,6 +329,7 @@ class BrokerNode:
             log.info("broker %s (%s) is master, epoch %s", self.config.broker_name, self.config.node_name,
                      self.epoch)
             self._sync_wanted = asyncio.Event()
+            self._arrivals = asyncio.Event()
             self._tasks = [asyncio.ensure_future(self._tick_loop()), asyncio.ensure_future(self._sync_loop())]
             if self.lease is not None:
                 self._tasks.append(asyncio.ensure_future(self.lease.keep_alive(self._lock_lost)))
@@ -560,6 +568,7 @@ class BrokerNode:
                 self._waiting.add(proto)
         if self._waiting and self._sync_wanted is not None:
             self._sync_wanted.set()
+            self._arrivals.set()
         if broker.has_work() and not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._scheduled_flush)
@@ -568,25 +577,51 @@ class BrokerNode:
         self._flush_scheduled = False
         self.flush()
 
-    def _release(self, durable: int) -> None:
+    def _release(self, durable: int) -> int:
+        """Write what became durable; returns how many connections got their outputs."""
+        released = 0
         for proto in list(self._waiting):
             proto.release(durable)
             if not proto.held or proto.closed:
                 self._waiting.discard(proto)
+                released += 1
+        return released
 
     async def _sync_loop(self) -> None:
-        """Group commit: one fsync covers every batch appended while the previous one ran."""
+        """Group commit: one fsync covers every batch appended while the previous one ran.
+
+        When the last fsync answered several connections, wait a little (at most
+        half an fsync) for them to send again, so the next fsync covers them all
+        instead of only the first to come back. One waiting client never waits.
+        """
         loop = asyncio.get_running_loop()
         store = self.store
+        answered = 0
+        fsync_s = 0.0
         while True:
             await self._sync_wanted.wait()
+            if answered > 1 and len(self._waiting) < answered:
+                deadline = loop.time() + min(fsync_s * GROUP_WAIT_FRACTION, GROUP_WAIT_MAX_S)
+                while len(self._waiting) < answered:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    self._arrivals.clear()
+                    try:
+                        await asyncio.wait_for(self._arrivals.wait(), remaining)
+                    except asyncio.TimeoutError:
+                        break
             self._sync_wanted.clear()
+            started = loop.time()
             try:
                 durable = await loop.run_in_executor(self._executor, store.sync)
             except Exception as exc:
                 self.fail(exc)
                 return
-            self._release(durable)
+            took = loop.time() - started
+            self.sync_rounds += 1
+            fsync_s = took if fsync_s == 0.0 else 0.8 * fsync_s + 0.2 * took
+            answered = self._release(durable)
 
     async def _tick_loop(self) -> None:
         store = self.store
