@@ -25,7 +25,7 @@ import struct
 import sys
 import zlib
 from array import array
-from typing import Iterable, Iterator, List, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import Iterable, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 from hamq.store.errors import StoreError
 from hamq.store.ops import Ack, AddMessage, DeleteKey, Headers, MarkDispatched, PutMeta
@@ -71,7 +71,9 @@ def unpack_segment_header(data: bytes) -> Optional[SegmentHeader]:
 # ---------------------------------------------------------------- batch header
 BATCH_MAGIC = b"HQB1"
 BATCH_PREFIX = struct.Struct("<4sIQQ")  # magic, payload length, epoch, lsn
-BATCH_HEADER_SIZE = BATCH_PREFIX.size + 4
+BATCH_PREFIX_SIZE = BATCH_PREFIX.size
+BATCH_FIELDS = struct.Struct("<4sIQQI")  # the prefix plus the crc
+BATCH_HEADER_SIZE = BATCH_FIELDS.size
 _CRC = struct.Struct("<I")
 MAX_BATCH_PAYLOAD = 0x7FFFFFFF
 
@@ -81,30 +83,10 @@ def pack_batch(payload: bytes, epoch: int, lsn: int) -> bytes:
     return b"".join((prefix, _CRC.pack(crc32(payload, crc32(prefix))), payload))
 
 
-class BatchHeader(NamedTuple):
-    length: int
-    epoch: int
-    lsn: int
-    crc: int
-    prefix: bytes
-
-
-def unpack_batch_header(data: bytes) -> Optional[BatchHeader]:
-    """Header fields, or None when the magic is wrong (not a batch start)."""
-    magic, length, epoch, lsn = BATCH_PREFIX.unpack_from(data)
-    if magic != BATCH_MAGIC:
-        return None
-    (crc,) = _CRC.unpack_from(data, BATCH_PREFIX.size)
-    return BatchHeader(length, epoch, lsn, crc, bytes(data[: BATCH_PREFIX.size]))
-
-
-def batch_crc_ok(header: BatchHeader, payload: bytes) -> bool:
-    return crc32(payload, crc32(header.prefix)) == header.crc
-
-
 # ---------------------------------------------------------------- operations
 T_ADD, T_ACK, T_MARK, T_META, T_DEL = 1, 2, 3, 4, 5
 ADD_FIXED = struct.Struct("<BIQHHII")  # type, crc, seq, key len, id len, headers len, body len
+ADD_FIXED_SIZE = ADD_FIXED.size
 ADD_TAIL = struct.Struct("<QHHII")  # the part of ADD_FIXED the record crc covers
 ADD_TYPE_CRC = struct.Struct("<BI")
 SEQ_KEY = struct.Struct("<BQH")  # ack / mark: type, seq, key len
@@ -226,41 +208,42 @@ class OpView(NamedTuple):
     length: int  # of the record (ADD)
 
 
-def iter_ops(payload: bytes) -> Iterator[OpView]:
-    """Decode a checksum-verified payload; raises StoreError if it is malformed anyway."""
+def iter_ops(payload) -> List[OpView]:
+    """Decode a checksum-verified payload (bytes or memoryview); StoreError if it is malformed anyway."""
     pos, end = 0, len(payload)
+    out: List[OpView] = []
     try:
         while pos < end:
             t = payload[pos]
             if t == T_ADD:
                 _, _, seq, klen, mlen, hlen, blen = ADD_FIXED.unpack_from(payload, pos)
                 start = pos
-                pos += ADD_FIXED.size
-                key = payload[pos : pos + klen].decode(ENC, ERRS)
+                pos += ADD_FIXED_SIZE
+                key = str(payload[pos : pos + klen], ENC, ERRS)
                 pos += klen
-                mid = payload[pos : pos + mlen].decode(ENC, ERRS)
+                mid = str(payload[pos : pos + mlen], ENC, ERRS)
                 pos += mlen + hlen + blen
                 if pos > end:
                     raise ValueError("message record runs past the batch")
-                yield OpView(T_ADD, key, seq, mid, start, pos - start)
+                out.append(OpView(T_ADD, key, seq, mid, start, pos - start))
             elif t == T_ACK or t == T_MARK:
                 _, seq, klen = SEQ_KEY.unpack_from(payload, pos)
                 pos += SEQ_KEY.size
-                key = payload[pos : pos + klen].decode(ENC, ERRS)
+                key = str(payload[pos : pos + klen], ENC, ERRS)
                 pos += klen
-                yield OpView(t, key, seq, None, 0, 0)
+                out.append(OpView(t, key, seq, None, 0, 0))
             elif t == T_META:
                 _, klen, vlen = META.unpack_from(payload, pos)
                 pos += META.size
-                key = payload[pos : pos + klen].decode(ENC, ERRS)
+                key = str(payload[pos : pos + klen], ENC, ERRS)
                 pos += klen
-                value = payload[pos : pos + vlen].decode(ENC, ERRS)
+                value = str(payload[pos : pos + vlen], ENC, ERRS)
                 pos += vlen
-                yield OpView(T_META, key, 0, value, 0, 0)
+                out.append(OpView(T_META, key, 0, value, 0, 0))
             elif t == T_DEL:
                 _, klen = DEL.unpack_from(payload, pos)
                 pos += DEL.size
-                yield OpView(T_DEL, payload[pos : pos + klen].decode(ENC, ERRS), 0, None, 0, 0)
+                out.append(OpView(T_DEL, str(payload[pos : pos + klen], ENC, ERRS), 0, None, 0, 0))
                 pos += klen
             else:
                 raise ValueError(f"unknown operation type {t}")
@@ -268,6 +251,7 @@ def iter_ops(payload: bytes) -> Iterator[OpView]:
                 raise ValueError("operation runs past the batch")
     except (struct.error, ValueError, UnicodeDecodeError) as exc:
         raise StoreError(f"malformed batch payload at byte {pos}: {exc}") from exc
+    return out
 
 
 def decode_add(data: bytes) -> Tuple[int, str, str, Headers, bytes]:

@@ -18,13 +18,15 @@ import time
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from hamq.store.codec import (
+    BATCH_FIELDS,
     BATCH_HEADER_SIZE,
+    BATCH_MAGIC,
+    BATCH_PREFIX_SIZE,
     SEGMENT_HEADER_SIZE,
     SegmentHeader,
-    batch_crc_ok,
+    crc32,
     pack_batch,
     pack_segment_header,
-    unpack_batch_header,
     unpack_segment_header,
 )
 from hamq.store.errors import StoreError, StoreFenced
@@ -35,6 +37,7 @@ log = logging.getLogger("hamq.store")
 SEGMENT_RE = re.compile(r"^db-(\d+)\.log$")
 SYNC_STRATEGIES = ("always", "periodic", "never")
 QUARANTINE = "quarantine"
+SCAN_CHUNK = 4 * 1024 * 1024
 #: fdatasync flushes the data and the file size, all a journal append needs; fsync where it is missing
 flush_data = getattr(os, "fdatasync", os.fsync)
 
@@ -91,44 +94,72 @@ class SegmentScan:
         self.torn = False
         self.batches = 0
 
-    def __iter__(self) -> Iterator[Tuple[int, int, bytes]]:
+    def __iter__(self) -> Iterator[Tuple[int, int, memoryview]]:
+        """Yields (lsn, payload offset in the file, payload as a view valid until the next step)."""
         limit = self.limit
         try:
-            f = open(self.path, "rb", buffering=1 << 20)
+            f = open(self.path, "rb", buffering=0)
         except OSError as exc:
             raise StoreError(f"cannot open journal segment {self.path}: {exc}") from exc
+        unpack = BATCH_FIELDS.unpack_from
         with f:
             f.seek(self.start)
             pos = self.start
+            buf, base = b"", pos  # buf holds file bytes [base, base + len(buf))
+            view = memoryview(buf)
             while pos < limit:
                 remaining = limit - pos
                 if remaining < BATCH_HEADER_SIZE:
                     self._stop(pos, f"{remaining} trailing bytes, shorter than a batch header", torn=True, f=f)
                     return
-                raw = f.read(BATCH_HEADER_SIZE)
-                head = unpack_batch_header(raw) if len(raw) == BATCH_HEADER_SIZE else None
-                if head is None:
+                i = pos - base
+                if i + BATCH_HEADER_SIZE > len(buf):
+                    buf, base, view = self._refill(f, buf, base, pos, BATCH_HEADER_SIZE)
+                    i = 0
+                    if len(buf) < BATCH_HEADER_SIZE:
+                        self._stop(pos, "the file ends inside a batch header", torn=True, f=f)
+                        return
+                magic, length, epoch, lsn, crc = unpack(buf, i)
+                if magic != BATCH_MAGIC:
                     self._stop(pos, "no batch header (bad magic)", torn=False, f=f)
                     return
-                total = BATCH_HEADER_SIZE + head.length
+                total = BATCH_HEADER_SIZE + length
                 if total > remaining:
                     self._stop(pos, f"batch of {total} bytes runs past the end ({remaining} left)", torn=True, f=f)
                     return
-                payload = f.read(head.length)
-                if len(payload) != head.length or not batch_crc_ok(head, payload):
+                if i + total > len(buf):
+                    buf, base, view = self._refill(f, buf, base, pos, total)
+                    i = 0
+                payload = view[i + BATCH_HEADER_SIZE : i + total]
+                if len(payload) != length or crc32(payload, crc32(view[i : i + BATCH_PREFIX_SIZE])) != crc:
                     self._stop(pos, "batch checksum mismatch", torn=(total == remaining), f=f)
                     return
-                if head.lsn != self.next_lsn:
-                    self._stop(pos, f"batch lsn {head.lsn} where {self.next_lsn} was expected", torn=False, f=f)
+                if lsn != self.next_lsn:
+                    self._stop(pos, f"batch lsn {lsn} where {self.next_lsn} was expected", torn=False, f=f)
                     return
-                if head.epoch != self.epoch:
-                    self._stop(pos, f"batch of epoch {head.epoch} in a segment of epoch {self.epoch}", False, f)
+                if epoch != self.epoch:
+                    self._stop(pos, f"batch of epoch {epoch} in a segment of epoch {self.epoch}", False, f)
                     return
                 self.next_lsn += 1
                 self.batches += 1
-                yield head.lsn, pos + BATCH_HEADER_SIZE, payload
+                yield lsn, pos + BATCH_HEADER_SIZE, payload
                 pos += total
                 self.end = pos
+
+    def _refill(self, f, buf: bytes, base: int, pos: int, need: int):
+        """Keep the bytes from ``pos`` on and read at least ``need`` more (reads are 4 MiB or larger)."""
+        keep = buf[pos - base :]
+        want = min(max(SCAN_CHUNK, need - len(keep)), self.limit - pos - len(keep))
+        f.seek(pos + len(keep))
+        parts = [keep]
+        while want > 0:
+            more = f.read(want)
+            if not more:
+                break
+            parts.append(more)
+            want -= len(more)
+        buf = b"".join(parts)
+        return buf, pos, memoryview(buf)
 
     def _stop(self, pos: int, why: str, torn: bool, f) -> None:
         self.end = pos

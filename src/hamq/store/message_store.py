@@ -93,6 +93,7 @@ log = logging.getLogger("hamq.store")
 
 MiB = 1024 * 1024
 PAGE = 1024  # refs per page in iter_pending
+EARLY_CHECKPOINT_OPS = 10_000  # a replay this long makes the first maybe_checkpoint() write one
 
 
 @dataclass
@@ -184,6 +185,8 @@ class MessageStore:
         self._open = True
         self.epoch = epoch
         self._last_checkpoint = self._last_cleanup = time.monotonic()
+        if report.replayed_ops >= EARLY_CHECKPOINT_OPS:
+            self._last_checkpoint -= self.checkpoint_interval  # due at once: spare the next start this replay
         log.info(
             "store %s open: epoch %d, %d pending messages in %d keys, replayed %d batches after %s in %.3fs",
             self.directory, epoch, report.pending_messages, report.keys, report.replayed_batches,
