@@ -103,6 +103,8 @@ class StompProtocol(asyncio.Protocol):
             return
         node = self.node
         broker = node.broker
+        if broker is None:
+            return
         decoder = self.decoder
         decoder.feed(data)
         try:
@@ -131,12 +133,12 @@ class StompProtocol(asyncio.Protocol):
             self.node.flush()
 
     def pause_writing(self) -> None:
-        self.node.broker.set_writable(self.conn_id, False)
+        self.node.guard(self.node.broker and self.node.broker.set_writable, self.conn_id, False)
         if self.transport is not None:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        self.node.broker.set_writable(self.conn_id, True)
+        self.node.guard(self.node.broker and self.node.broker.set_writable, self.conn_id, True)
         if self.transport is not None and not self.closed:
             self.transport.resume_reading()
         self.node.flush()

@@ -121,6 +121,7 @@ class Broker:
         self._awaiting_flush: List[Output] = []
         self._dirty: Dict[int, MessageQueue] = {}
         self._ack_counter = 0
+        self._now = clock()
         self.last_lsn = 0
         #: Messages a queue keeps in memory; persistent ones beyond it are paged from the store.
         self.queue_window = DEFAULT_WINDOW
@@ -699,7 +700,8 @@ class Broker:
     def _run_dispatch(self) -> None:
         if not self._dirty:
             return
-        now_ms = self.clock() * 1000
+        self._now = self.clock()
+        now_ms = self._now * 1000
         dirty = self._dirty
         self._dirty = {}
         for key, queue in dirty.items():
@@ -718,6 +720,7 @@ class Broker:
             headers.append(("redelivered", "true"))
         out = Output(conn.id, MessageFrame(headers, message), False, 0, conn.version)
         self._outputs.append(out)
+        conn.last_write = self._now
         queue = sub.queue
         if sub.ack_mode == "auto":
             queue.dequeued += 1
