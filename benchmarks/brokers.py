@@ -32,6 +32,10 @@ class BrokerUnavailable(Exception):
     """A broker cannot be benchmarked here; the message names the problem and the fix."""
 
 
+class PortInUse(BrokerUnavailable):
+    """The port a broker should bind is taken: its cells are skipped, not failed."""
+
+
 def _kill_all() -> None:
     for proc in list(_RUNNING):
         proc.kill9()
@@ -65,7 +69,7 @@ class PortAllocator:
         port = self.next
         self.next += 1
         if not port_is_free(port):
-            raise BrokerUnavailable(
+            raise PortInUse(
                 f"port 127.0.0.1:{port} is already in use. Fix: stop the process holding it "
                 f"(see `ss -ltnp 'sport = :{port}'`) or pick another --base-port"
             )
@@ -85,7 +89,7 @@ class BrokerProcess:
 
     def start(self) -> "BrokerProcess":
         if not port_is_free(self.port):
-            raise BrokerUnavailable(
+            raise PortInUse(
                 f"{self.kind} {self.node}: port 127.0.0.1:{self.port} is already in use. "
                 "Fix: stop the process holding it or pick another --base-port"
             )
@@ -247,11 +251,11 @@ log4j.logger.org.apache.xbean=WARN
 """
 
 
-def ensure_activemq(log=print) -> None:
+def ensure_activemq(log=print, install: bool = True) -> None:
     """Install Debian's activemq when it is missing; raise BrokerUnavailable if that fails."""
     if ACTIVEMQ_JAR.exists() and shutil.which("java"):
         return
-    if shutil.which("apt-get") and os.geteuid() == 0:
+    if install and shutil.which("apt-get") and os.geteuid() == 0:
         log("ActiveMQ Classic not found: running `apt-get install -y activemq` ...")
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         res = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "activemq"],
@@ -274,11 +278,11 @@ class ActiveMQ:
 
     label = "ActiveMQ"
 
-    def __init__(self, workdir: Path, ports: PortAllocator):
-        self.workdir, self.ports = workdir, ports
+    def __init__(self, workdir: Path, ports: PortAllocator, install: bool = True):
+        self.workdir, self.ports, self.install = workdir, ports, install
 
     def check(self) -> None:
-        ensure_activemq()
+        ensure_activemq(install=self.install)
 
     def node(self, name: str, shared: Path, sleep_interval_ms: int | None = None,
              stomp_options: str = "") -> BrokerProcess:

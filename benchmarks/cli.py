@@ -9,11 +9,12 @@ import shutil
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 from benchmarks import drill, report, startup, takeover, throughput
 from benchmarks.brokers import install_signal_cleanup
-from benchmarks.suite import BROKERS, Suite
+from benchmarks.suite import BROKERS, Suite, describe_error
 
 SCENARIOS = {
     "throughput": (throughput.run, "persistent receipted send (1 and 8 producers), consume, non-persistent send"),
@@ -31,6 +32,7 @@ def parse_args(argv):
     p.add_argument("--brokers", default=",".join(BROKERS), help="comma-separated subset of: " + ", ".join(BROKERS))
     p.add_argument("--base-port", type=int, help="use consecutive ports from here instead of ephemeral ones")
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where <date>.md/.json/.png go")
+    p.add_argument("--no-install", action="store_true", help="never apt-get install ActiveMQ; skip its column instead")
     p.add_argument("--keep-workdir", action="store_true", help="keep broker instance dirs and logs")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     return p.parse_args(argv)
@@ -63,7 +65,7 @@ def main(argv=None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="hamq-bench-"))
     now = dt.datetime.now(dt.timezone.utc)
     suite = Suite(workdir=workdir, quick=args.quick, base_port=args.base_port,
-                  log=lambda msg: print(msg, flush=True))
+                  log=lambda msg: print(msg, flush=True), install=not args.no_install)
     for name in BROKERS:
         if name not in brokers:
             suite.unavailable[name] = "not selected (--brokers)"
@@ -75,7 +77,11 @@ def main(argv=None) -> int:
         for name in scenarios:
             print(f"== {name}: {SCENARIOS[name][1]}", flush=True)
             t0 = time.monotonic()
-            SCENARIOS[name][0](suite)
+            try:
+                SCENARIOS[name][0](suite)
+            except Exception as exc:  # noqa: BLE001 - a bug in one scenario must not lose the others
+                traceback.print_exc()
+                suite.notes[f"{name} crashed"] = describe_error(exc)
             print(f"== {name} done in {time.monotonic() - t0:.0f}s", flush=True)
     except KeyboardInterrupt:
         interrupted = "interrupted by Ctrl-C; the table holds what was measured before"

@@ -19,7 +19,7 @@ import time
 
 from benchmarks import stomp_load
 from benchmarks.brokers import BrokerUnavailable
-from benchmarks.suite import Suite, describe_error
+from benchmarks.suite import Suite
 from benchmarks.takeover import kill_now, wait_slave
 
 METRICS = ("drill_missing", "drill_duplicates")
@@ -51,7 +51,7 @@ def run(suite: Suite) -> None:
             result = drill(suite, broker, sleep, n, kills)
         except Exception as exc:  # noqa: BLE001 - record and go on
             for m in METRICS:
-                suite.fail(m, broker, describe_error(exc))
+                suite.fail(m, broker, exc)
             continue
         suite.put("drill_missing", broker, {"status": "ok", "n": 1, "count": result["missing"], **result})
         suite.put("drill_duplicates", broker, {"status": "ok", "n": 1, "count": result["duplicates"],

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from benchmarks import fill
-from benchmarks.suite import Suite, describe_error
+from benchmarks.suite import Suite
 
 
 def sizes(quick: bool) -> list:
@@ -93,7 +93,7 @@ def run(suite: Suite) -> None:
                 suite.ok(mt, broker, times, "s", **extra)
                 suite.ok(mr, broker, rss, "MiB", **extra)
             except Exception as exc:  # noqa: BLE001 - record, then try the next broker
-                reason = describe_error(exc)
+                reason = exc
                 for n2 in sizes(suite.quick):
                     for m in (f"startup_{label(n2)}", f"rss_{label(n2)}"):
                         if m not in suite.results or broker not in suite.results[m]:

@@ -12,7 +12,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.brokers import ActiveMQ, BrokerUnavailable, Coilmq, Hamq, PortAllocator
+from benchmarks.brokers import ActiveMQ, BrokerUnavailable, Coilmq, Hamq, PortAllocator, PortInUse
 from benchmarks.stats import summarize
 
 BROKERS = ("hamq", "ActiveMQ", "coilmq")
@@ -24,13 +24,14 @@ class Suite:
     quick: bool = False
     base_port: int | None = None
     log: callable = print
+    install: bool = True  # may the suite apt-get install ActiveMQ when it is missing
     results: dict = field(default_factory=dict)
     notes: dict = field(default_factory=dict)
     unavailable: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.ports = PortAllocator(self.base_port)
-        self.kinds = {"hamq": Hamq(self.workdir, self.ports), "ActiveMQ": ActiveMQ(self.workdir, self.ports),
+        self.kinds = {"hamq": Hamq(self.workdir, self.ports), "ActiveMQ": ActiveMQ(self.workdir, self.ports, self.install),
                       "coilmq": Coilmq(self.workdir, self.ports)}
         self._seq = 0
 
@@ -60,9 +61,16 @@ class Suite:
     def ok(self, metric: str, broker: str, samples: list, unit: str, **extra) -> None:
         self.put(metric, broker, {"status": "ok", "unit": unit, **summarize(samples), **extra})
 
-    def fail(self, metric: str, broker: str, reason: str) -> None:
+    def fail(self, metric: str, broker: str, reason) -> None:
+        """Record why a cell has no figure; ``reason`` is a text or the exception itself.
+
+        A taken port is bad input on this machine, not a broker fault: that cell is "skipped".
+        """
+        status = "skipped" if isinstance(reason, PortInUse) else "failed"
+        if isinstance(reason, BaseException):
+            reason = describe_error(reason)
         self.log(f"!! {metric} / {broker}: {reason}")
-        self.put(metric, broker, {"status": "failed", "reason": reason})
+        self.put(metric, broker, {"status": status, "reason": reason})
 
     def skip(self, metric: str, broker: str, reason: str) -> None:
         self.put(metric, broker, {"status": "skipped", "reason": reason})

@@ -40,7 +40,7 @@ def run(suite: Suite) -> None:
             proc.wait_connect(90)
         except Exception as exc:  # noqa: BLE001 - one broker failing must not stop the others
             for m in METRICS:
-                suite.fail(m, name, describe_error(exc))
+                suite.fail(m, name, exc)
             brokers.pop(name, None)
     samples = {(m, b): [] for m in METRICS for b in brokers}
     failed: dict = {}

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from benchmarks import cli, report
+from benchmarks import brokers, cli, report
 from benchmarks.brokers import BrokerUnavailable, PortAllocator
 from benchmarks.stats import percentile, summarize
 from benchmarks.suite import Suite
@@ -66,3 +66,28 @@ def test_taken_base_port_is_a_clear_error():
 def test_unknown_scenario_names_the_choices():
     with pytest.raises(SystemExit, match="unknown scenario thruput. Fix: choose from throughput"):
         cli.select("thruput", cli.SCENARIOS, "scenario")
+
+
+def test_missing_activemq_skips_its_column_with_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setattr(brokers, "ACTIVEMQ_JAR", tmp_path / "no" / "activemq.jar")
+    suite = Suite(workdir=tmp_path, log=lambda m: None, install=False)
+    suite.check_brokers(["ActiveMQ"])
+    assert "Fix: `sudo apt-get install activemq`" in suite.unavailable["ActiveMQ"]
+    assert suite.skip_unavailable(["send_persistent_1"], "ActiveMQ")
+    md = report.markdown(_data(suite))
+    assert "skipped [1]" in md and "ActiveMQ Classic is not installed" in md
+
+
+def test_port_in_use_marks_the_cell_skipped(tmp_path):
+    suite = Suite(workdir=tmp_path, log=lambda m: None)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        node = suite.kinds["coilmq"].node("c1", tmp_path / "store")
+        node.port = sock.getsockname()[1]
+        with pytest.raises(brokers.PortInUse) as info:
+            node.start()
+    suite.fail("send_persistent_1", "coilmq", info.value)
+    cell = suite.results["send_persistent_1"]["coilmq"]
+    assert cell["status"] == "skipped" and "already in use. Fix" in cell["reason"]
+    assert node.popen is None  # nothing was started
