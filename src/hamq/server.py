@@ -35,6 +35,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections import deque
 from typing import Deque, Dict, Optional, Set
@@ -58,6 +59,8 @@ GROUP_WAIT_FRACTION = 0.5
 GROUP_WAIT_MAX_S = 0.005
 #: Pause before waiting for the lock again after a master term ended badly.
 RESTART_PAUSE_S = 1.0
+#: After a failed master term, exit by force if the clean wind-down has not finished by then.
+HALT_GRACE_S = 30.0
 
 _conn_ids = itertools.count(1)
 
@@ -528,6 +531,10 @@ class BrokerNode:
             self.exit_code = 1
             self.stopping = True
             self.role = "stopping"
+            # a hung store (hard-mounted NFS) must not keep a broker that lost mastership alive
+            watchdog = threading.Timer(HALT_GRACE_S, _halt_now, (HALT_GRACE_S,))
+            watchdog.daemon = True
+            watchdog.start()
             for proto in list(self.protocols.values()):
                 proto.abort()
             self.protocols.clear()
@@ -644,6 +651,12 @@ class BrokerNode:
             if store is not None and store.written_lsn > store.durable_lsn:
                 self._sync_wanted.set()  # unreceipted writes too become durable within a tick
             self.flush()
+
+
+def _halt_now(grace_s: float) -> None:
+    log.critical("the master term did not wind down within %.0f s (storage hung?); exiting now", grace_s)
+    logging.shutdown()
+    os._exit(1)
 
 
 def _is_expected(exc: BaseException) -> bool:
