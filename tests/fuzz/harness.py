@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import random
 import resource
+import sys
 import time
 import tracemalloc
 from dataclasses import dataclass, field
@@ -98,11 +99,13 @@ def fuzz(
     seed: Optional[int] = None,
     trace_memory: bool = True,
     variants: int = 10,
+    progress_every: int = 0,
 ) -> Stats:
     """Run ``examples`` inputs; raise :class:`FuzzFailure` (after shrinking) on the first bad one."""
     stats = Stats(target=target.name, rss_before_kib=_maxrss_kib())
 
     per_example = variants if target.mutate is not None else 1
+    started = time.perf_counter()
 
     def check(case: Tuple[Any, int]) -> None:
         data, mutation_seed = case
@@ -133,6 +136,12 @@ def fuzz(
             peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
         stats.examples += 1
+        if progress_every and stats.examples % progress_every == 0:
+            print(
+                f"  {target.name}: {stats.examples} inputs, {time.perf_counter() - started:.0f}s",
+                file=sys.stderr,
+                flush=True,
+            )
         if outcome == "expected":
             stats.expected_errors += 1
         if elapsed > stats.max_input_seconds:
@@ -166,7 +175,6 @@ def fuzz(
         from hypothesis import seed as hseed
 
         runner = hseed(seed)(runner)
-    started = time.perf_counter()
     try:
         runner()
     except FuzzFailure as exc:

@@ -29,6 +29,9 @@ def main(argv=None) -> int:
     parser.add_argument("--memory-limit-mib", type=float, default=32.0, help="max tracemalloc peak per input")
     parser.add_argument("--seed", type=int, default=None, help="hypothesis seed, to repeat a run")
     parser.add_argument("--no-trace-memory", action="store_true", help="skip tracemalloc (faster)")
+    parser.add_argument(
+        "--progress", type=int, default=10_000, help="report every N inputs on stderr (0: never)"
+    )
     parser.add_argument("--list", action="store_true", help="list the targets and exit")
     args = parser.parse_args(argv)
 
@@ -58,6 +61,7 @@ def main(argv=None) -> int:
                 memory_limit_bytes=int(args.memory_limit_mib * 1024 * 1024),
                 seed=args.seed,
                 trace_memory=not args.no_trace_memory,
+                progress_every=args.progress,
             )
             print(stats.line(), flush=True)
         except FuzzFailure as exc:

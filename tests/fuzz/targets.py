@@ -722,9 +722,9 @@ _url_option = st.tuples(
 _url_query = st.lists(st.tuples(_url_option, st.integers(0, 9)), max_size=2).map(
     lambda pairs: ("?" + "&".join(f"{k}={v}" if roll else k for (k, v), roll in pairs)) if pairs else ""
 )
-_broker_uri = st.tuples(_url_schemes, _url_hosts, st.integers(0, 5), _url_ports, _url_query).map(
-    lambda t: f"{t[0]}://{t[1]}" + (f":{t[3]}" if t[2] else "") + t[4]
-)
+_broker_uri = st.tuples(
+    _url_schemes, _url_hosts, st.integers(0, 5), _url_ports, st.just("") | _url_query
+).map(lambda t: f"{t[0]}://{t[1]}" + (f":{t[3]}" if t[2] else "") + t[4])
 _URL_SHAPES = (
     "{inner}",
     "failover:{inner}{outer}",
@@ -732,9 +732,11 @@ _URL_SHAPES = (
     "failover:({inner}){outer}",
 )
 #: failover:(uri,...)?options in the shapes ActiveMQ accepts, with good and bad parts.
-failover_url = st.tuples(st.lists(_broker_uri, max_size=4), _url_query, st.sampled_from(_URL_SHAPES)).map(
-    lambda t: t[2].format(inner=",".join(t[0]), outer=t[1])
-)
+failover_url = st.tuples(
+    st.lists(_broker_uri, min_size=1, max_size=4) | st.just([]),
+    st.just("") | _url_query,
+    st.sampled_from(_URL_SHAPES),
+).map(lambda t: t[2].format(inner=",".join(t[0]), outer=t[1]))
 
 
 _url_input = st.one_of(failover_url, mutated_text(failover_url), st.text(max_size=120))
