@@ -350,3 +350,17 @@ def test_duplicate_persistent_message_id_is_enqueued_once(port, clients, shared)
                receipt=f"d{i}")
     lp.wait_receipt("d1")
     assert shared.destination(queue)["depth"] == 1
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.2"])
+def test_special_characters_in_headers_survive(port, clients, version):
+    conn, listener = clients(port, version)
+    queue = f"/queue/{unique()}"
+    conn.subscribe(queue, id="s", ack="client")
+    special = {"special-1": "colon : here", "special-2": "back\\slash", "special-3": "new\nline\n"}
+    if version == "1.2":
+        special["special-4"] = "carriage\rreturn"
+    conn.send(queue, "x", headers=special, receipt="r")
+    (msg,) = listener.wait_messages(1)
+    for key, value in special.items():
+        assert msg.headers[key] == value
