@@ -364,3 +364,15 @@ def test_special_characters_in_headers_survive(port, clients, version):
     (msg,) = listener.wait_messages(1)
     for key, value in special.items():
         assert msg.headers[key] == value
+
+
+def test_silent_client_is_disconnected_after_its_heartbeat_interval(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.sendall(b"CONNECT\naccept-version:1.2\nheart-beat:300,0\n\n\x00")
+        data = b""
+        while True:  # read until the broker closes; we never send a heart-beat
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    assert data.startswith(b"CONNECTED") and b"heart-beat:0,300" in data
