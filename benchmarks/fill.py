@@ -20,7 +20,7 @@ FILL_QUEUE = "pending"
 
 def fill_budget(quick: bool) -> float:
     """Seconds a STOMP fill may take before it stops short (said in the table when it does)."""
-    return 240.0 if quick else 600.0
+    return 240.0 if quick else 420.0
 
 
 def fill_store(suite: Suite, broker: str, shared: Path, count: int) -> tuple:

@@ -18,7 +18,7 @@ METRICS = ("send_persistent_1", "send_persistent_8", "consume_individual", "send
 def sizes(quick: bool) -> dict:
     if quick:
         return {"repeats": 3, "send1": 500, "send8": 100, "consume": 2000, "nonpersistent": 5000}
-    return {"repeats": 5, "send1": 2000, "send8": 400, "consume": 10000, "nonpersistent": 20000}
+    return {"repeats": 5, "send1": 1000, "send8": 200, "consume": 5000, "nonpersistent": 10000}
 
 
 def run(suite: Suite) -> None:
