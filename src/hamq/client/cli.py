@@ -9,6 +9,7 @@ number (header ``hamq-seq``) so a drain can tell exactly what is missing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -135,6 +136,60 @@ class _Meter:
             next_at += 1.0
 
 
+class DrainTally:
+    """Counts a drain: distinct messages, real duplicates, flagged redeliveries, missing seqs.
+
+    A repeated message-id is a duplicate only without ``redelivered:true``:
+    with the flag it is the broker honestly redelivering a message whose ack
+    died with the old master.
+    """
+
+    def __init__(self) -> None:
+        self.seen: set = set()
+        self.seqs: set = set()
+        self.received = self.deliveries = self.duplicates = 0
+        self.redelivered = self.redelivered_repeats = 0
+        self.first: Optional[float] = None
+        self.last: Optional[float] = None
+
+    def add(self, message_id: str, redelivered: bool, seq: Optional[str], now: float) -> None:
+        self.deliveries += 1
+        self.redelivered += redelivered
+        if message_id in self.seen:
+            if redelivered:
+                self.redelivered_repeats += 1
+            else:
+                self.duplicates += 1
+        else:
+            self.seen.add(message_id)
+            self.received += 1
+            self.last = now
+            if self.first is None:
+                self.first = now
+        if seq is not None and seq.isdigit():
+            self.seqs.add(int(seq))
+
+    def missing(self, expect: Optional[int] = None) -> list:
+        """``hamq-seq`` values never seen in ``0..expect-1`` (default: up to the highest seen)."""
+        upto = expect if expect is not None else (max(self.seqs) + 1 if self.seqs else 0)
+        return [s for s in range(upto) if s not in self.seqs]
+
+    def summary(self, expect: Optional[int] = None) -> dict:
+        missing = self.missing(expect)
+        return {
+            "received": self.received,
+            "deliveries": self.deliveries,
+            "duplicates": self.duplicates,
+            "redelivered_repeats": self.redelivered_repeats,
+            "redelivered": self.redelivered,
+            "missing": len(missing),
+            "missing_seqs": missing[:100],
+            "msgs_per_sec": _rate(self.received, self.first, self.last),
+            "first": self.first,
+            "last": self.last,
+        }
+
+
 def _reconnect_summary(client: FailoverClient) -> dict:
     events = [e.as_dict() for e in client.reconnect_events]
     return {
@@ -150,15 +205,22 @@ def _rate(count: int, first: Optional[float], last: Optional[float]) -> float:
     return round(count / (last - first), 1)
 
 
-def _log_failovers(command: str) -> None:
-    """Lost/reconnected lines on stderr: the operator (and a drill script) sees each failover."""
+@contextlib.contextmanager
+def _failover_log(command: str):
+    """Lost/reconnected lines on stderr while a command runs: the operator (and a drill script) sees each failover."""
     logger = logging.getLogger("hamq.client")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(f"hamq {command}: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.WARNING)
-        logger.propagate = False
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"hamq {command}: %(message)s"))
+    saved = (logger.level, logger.propagate)
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 def _client(args, **kwargs) -> FailoverClient:
@@ -169,8 +231,12 @@ def _client(args, **kwargs) -> FailoverClient:
 
 def main_produce(args) -> int:
     """Send ``--count`` numbered messages; exit 0 only if every one was receipted."""
+    with _failover_log("produce"):
+        return _produce(args)
+
+
+def _produce(args) -> int:
     run_id = f"{int(time.time() * 1000):x}"
-    _log_failovers("produce")
     try:
         client = _client(args, window=args.window)
     except (FailoverURLError, ValueError) as exc:
@@ -229,20 +295,25 @@ def main_produce(args) -> int:
 
 def main_consume(args) -> int:
     """Drain a destination; count duplicates (by message-id) and missing sequence numbers."""
-    _log_failovers("consume")
+    with _failover_log("consume"):
+        return _consume(args)
+
+
+def _consume(args) -> int:
     try:
         client = _client(args)
     except (FailoverURLError, ValueError) as exc:
         print(f"hamq consume: {exc}", file=sys.stderr)
         return 2
-    seen: set = set()
-    seqs: set = set()
-    received = deliveries = duplicates = redelivered_repeats = redelivered = unacked = 0
-    first = last = None
+    tally = DrainTally()
+    unacked = 0
     error = None
     with _Meter(
-        lambda: received,
-        lambda: f"received {received} duplicates {duplicates} reconnects {len(client.reconnect_events)}",
+        lambda: tally.received,
+        lambda: (
+            f"received {tally.received} duplicates {tally.duplicates} "
+            f"reconnects {len(client.reconnect_events)}"
+        ),
         args.rate_log,
     ):
         try:
@@ -250,7 +321,7 @@ def main_consume(args) -> int:
             client.subscribe(args.destination, ack=args.ack, prefetch=args.prefetch)
             idle_since = time.monotonic()
             reconnects = 0
-            while args.count is None or received < args.count:
+            while args.count is None or tally.received < args.count:
                 msg = client.receive(timeout=0.25)
                 now = time.monotonic()
                 if msg is None:
@@ -262,49 +333,19 @@ def main_consume(args) -> int:
                         break
                     continue
                 idle_since = now
-                deliveries += 1
-                if msg.redelivered:
-                    redelivered += 1
-                if msg.message_id in seen:
-                    if msg.redelivered:
-                        redelivered_repeats += 1
-                    else:
-                        duplicates += 1
-                else:
-                    seen.add(msg.message_id)
-                    received += 1
-                    last = time.time()
-                    if first is None:
-                        first = last
-                seq = msg.headers.get(SEQ_HEADER)
-                if seq is not None and seq.isdigit():
-                    seqs.add(int(seq))
+                tally.add(msg.message_id, msg.redelivered, msg.headers.get(SEQ_HEADER), time.time())
                 if args.ack != "auto" and not client.ack(msg):
                     unacked += 1  # came over a failed connection; the broker redelivers it
         except ClientError as exc:
             error = str(exc)
         finally:
             client.close()
-    if args.expect is not None:
-        expected_range = args.expect
-    else:
-        expected_range = max(seqs) + 1 if seqs else 0
-    missing = [s for s in range(expected_range) if s not in seqs]
     summary = {
         "command": "consume",
         "destination": args.destination,
         "ack": args.ack,
-        "received": received,
-        "deliveries": deliveries,
-        "duplicates": duplicates,
-        "redelivered_repeats": redelivered_repeats,
-        "redelivered": redelivered,
+        **tally.summary(args.expect),
         "acks_skipped": unacked,
-        "missing": len(missing),
-        "missing_seqs": missing[:100],
-        "msgs_per_sec": _rate(received, first, last),
-        "first": first,
-        "last": last,
         **_reconnect_summary(client),
         "error": error,
     }
