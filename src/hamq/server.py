@@ -110,6 +110,7 @@ class StompProtocol(asyncio.Protocol):
             return
         decoder = self.decoder
         decoder.feed(data)
+        broker.touch(self.conn_id)
         try:
             while True:
                 try:

@@ -189,6 +189,12 @@ class Broker:
             for sub in conn.subscriptions.values():
                 self._mark_dirty(sub.queue)
 
+    def touch(self, conn_id) -> None:
+        """Bytes arrived: the peer is alive even if its frame is not complete yet."""
+        conn = self.connections.get(conn_id)
+        if conn is not None:
+            conn.last_read = self.clock()
+
     def version_of(self, conn_id) -> str:
         conn = self.connections.get(conn_id)
         return conn.version if conn is not None else "1.0"
