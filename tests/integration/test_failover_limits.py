@@ -70,3 +70,23 @@ def test_durable_subscription_is_replayed_after_failover(hamq_broker, free_port,
             second = consumer.receive(timeout=30)
         assert second is not None and second.body == b"after"
         assert consumer.reconnect_events[-1].up_at is not None
+
+
+def test_nack_and_transactions_on_a_live_broker(hamq_broker, free_port, tmp_path):
+    cluster = Cluster(hamq_broker, free_port, tmp_path)
+    cluster.start_all(count=1)
+    with FailoverClient(cluster.url) as client:
+        tx = client.begin()
+        client.send("/queue/work", b"poison", transaction=tx)
+        client.commit(tx)
+        rolled_back = client.begin()
+        client.send("/queue/work", b"never", transaction=rolled_back)
+        client.abort(rolled_back)
+        client.subscribe("/queue/work", ack="client-individual")
+        msg = client.receive(timeout=30)
+        assert msg is not None and msg.body == b"poison"
+        assert client.nack(msg)
+        assert client.receive(timeout=1) is None  # the aborted send never arrives
+        client.subscribe("/queue/ActiveMQ.DLQ", ack="auto")
+        dead = client.receive(timeout=30)
+        assert dead is not None and dead.body == b"poison" and dead.message_id == msg.message_id
