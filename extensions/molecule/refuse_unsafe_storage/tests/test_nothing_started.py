@@ -1,0 +1,32 @@
+"""After every refusal the host must show no trace of a broker: the play
+stopped before the broker role installed, configured or started anything."""
+
+from __future__ import annotations
+
+import os
+
+import testinfra
+from testinfra.utils.ansible_runner import AnsibleRunner
+
+
+def _hosts():
+    runner = AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
+    return [testinfra.get_host(f"docker://{name}") for name in runner.get_hosts("brokers")]
+
+
+def test_no_broker_unit_config_or_process():
+    for host in _hosts():
+        assert not host.file("/etc/systemd/system/hamq.service").exists
+        assert not host.file("/etc/hamq/broker.xml").exists
+        assert not host.file("/opt/hamq").exists
+        assert host.run("pgrep -f 'hamq run'").rc == 1, host.check_output("ps -ef")
+
+
+def test_nothing_listens():
+    for host in _hosts():
+        assert host.check_output("ss -Hltn") == ""
+
+
+def test_no_store_on_the_shared_directory():
+    for host in _hosts():
+        assert host.check_output("find /srv/hamq -mindepth 1 -print -quit") == ""
