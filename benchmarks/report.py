@@ -220,6 +220,7 @@ def plot(data: dict, path: Path) -> str | None:
         ax.set_xticklabels(sizes)
         ax.set_xlabel("pending 1 KiB messages in the store")
         ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
         ax.legend()
     if "rss_1M" in results:
