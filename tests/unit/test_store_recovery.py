@@ -263,3 +263,27 @@ def test_undamaged_prefix_survives_a_single_truncation(cut, seed):
         store.close()
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_replay_across_read_chunks_and_of_a_batch_bigger_than_a_chunk(tmp_path):
+    from hamq.store.journal import SCAN_CHUNK
+
+    store = MessageStore(tmp_path)
+    store.open(epoch=1)
+    n = SCAN_CHUNK // 1000 + 500  # enough ~1 KiB batches to cross the first read chunk
+    for i in range(n):
+        store.append([AddMessage("queue:a", f"s{i}", [], bytes([i % 256]) * 1000)])
+    big = bytes(range(256)) * (SCAN_CHUNK // 256 + 1000)
+    store.append([AddMessage("queue:big", "big", [("size", str(len(big)))], big)])
+    store.append([AddMessage("queue:a", "last", [], b"z")])
+    store.sync()
+    store.close(checkpoint=False)
+    store = MessageStore(tmp_path)
+    report = store.open(epoch=1)
+    assert report.replayed_batches == n + 2 and report.problems == []
+    got = [store.read(r) for r in store.iter_pending("queue:a")]
+    assert [m.message_id for m in got] == [f"s{i}" for i in range(n)] + ["last"]
+    assert all(m.body == bytes([i % 256]) * 1000 for i, m in enumerate(got[:-1]))
+    (ref,) = store.iter_pending("queue:big")
+    assert store.read(ref).body == big
+    store.close()
