@@ -262,12 +262,7 @@ class Journal:
         """Seal the full segment at its length and continue in a new one (lock held)."""
         self._check_fence()
         if self.sync_strategy != "never":
-            try:
-                flush_data(self._fd)
-            except OSError as exc:
-                self._fail(f"fsync of segment {self.segment} failed: {exc}")
-            self._synced_lsn = self.written_lsn
-            self._last_sync = time.monotonic()
+            self._sync_now(self._fd, self.written_lsn, locked=True)
         header = SegmentHeader(self.segment + 1, self.segment, self.offset, self.epoch, self.written_lsn + 1)
         fd = self.create_segment(header, durable=self.sync_strategy != "never")
         self._read_fds[header.segment] = fd
@@ -303,7 +298,7 @@ class Journal:
             self.offset += len(data)
             self.written_lsn = lsn
             if self.sync_strategy == "periodic" and time.monotonic() - self._last_sync >= self.sync_interval:
-                self._sync_now(self._fd, lsn)
+                self._sync_now(self._fd, lsn, locked=True)
             return lsn, self.segment, start + BATCH_HEADER_SIZE
 
     @property
@@ -332,7 +327,8 @@ class Journal:
                 self._sync_now(fd, target)
         return self.durable_lsn
 
-    def _sync_now(self, fd: int, target: int) -> None:
+    def _sync_now(self, fd: int, target: int, locked: bool = False) -> None:
+        """fsync ``fd`` and move durable_lsn up to ``target`` (never down; ``locked``: caller holds _lock)."""
         try:
             flush_data(fd)
         except OSError as exc:
@@ -340,8 +336,11 @@ class Journal:
             self._failed = f"fsync of journal segment {self.segment} failed: {exc}"
             raise StoreError(f"{self._failed}; restart the broker to recover the journal") from exc
         self._last_sync = time.monotonic()
-        if target > self._synced_lsn:
-            self._synced_lsn = target
+        if locked:
+            self._synced_lsn = max(self._synced_lsn, target)
+        else:
+            with self._lock:
+                self._synced_lsn = max(self._synced_lsn, target)
 
     # ------------------------------------------------------------ read path
     def pread(self, segment: int, offset: int, length: int) -> bytes:

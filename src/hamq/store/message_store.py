@@ -247,18 +247,23 @@ class MessageStore:
             )
         position = {n: k for k, (n, _) in enumerate(chain)}
 
+        limits: Dict[int, int] = {}
+
         def limit_of(k: int) -> int:
+            """Where segment chain[k] ends: its seal if the next segment sealed it, else its size."""
             n, _h = chain[k]
-            size = os.path.getsize(j.path(n))
+            if n in limits:
+                return limits[n]
+            limit = size = os.path.getsize(j.path(n))
             if k + 1 < len(chain) and chain[k + 1][1].prev_segment == n:
-                sealed = chain[k + 1][1].sealed_length
-                if size > sealed:
+                limit = chain[k + 1][1].sealed_length
+                if size > limit:
                     log.warning(
                         "ignoring %d bytes past the seal of %s at %d (written by a master that had lost the store)",
-                        size - sealed, segment_name(n), sealed,
+                        size - limit, segment_name(n), limit,
                     )
-                return sealed
-            return size
+            limits[n] = limit
+            return limit
 
         # 2. the newest checkpoint that fits the journal
         ckpt: Optional[Checkpoint] = None
