@@ -65,6 +65,10 @@ HALT_GRACE_S = 30.0
 _conn_ids = itertools.count(1)
 
 
+class ConnectorError(Exception):
+    """A transport connector cannot be opened as configured; retrying will not help."""
+
+
 class StompProtocol(asyncio.Protocol):
     """One client connection: bytes -> FrameDecoder -> Broker; outputs -> transport."""
 
@@ -277,6 +281,11 @@ class BrokerNode:
 
     # ------------------------------------------------------------------ life cycle
     async def run(self) -> int:
+        try:
+            self.check_connectors()
+        except ConnectorError as exc:
+            log.error("%s", exc)
+            return 2
         loop = asyncio.get_running_loop()
         self._stop_event = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -437,12 +446,18 @@ class BrokerNode:
         self.broker.scheduler = self.scheduler
         log.info("scheduler started in %s with %d jobs", self.config.scheduler_directory, len(self.scheduler))
 
+    def check_connectors(self) -> None:
+        """Refuse connectors we cannot serve before taking any lock: nothing starts on a bad config."""
+        for connector in self.config.connectors:
+            if connector.scheme != "stomp":
+                raise ConnectorError(
+                    f"transport connector {connector.name!r} uses {connector.scheme}://, which this broker does "
+                    "not serve yet. Fix: use a stomp:// uri (put TLS in front with a terminating proxy)")
+
     async def open_connectors(self) -> None:
         loop = asyncio.get_running_loop()
         self.bound = []
         for connector in self.config.connectors:
-            if connector.scheme != "stomp":
-                raise RuntimeError(f"connector {connector.name}: scheme {connector.scheme} is not served yet")
             server = await loop.create_server(
                 lambda c=connector: StompProtocol(self, c), connector.host, connector.port, reuse_address=True
             )
@@ -663,13 +678,14 @@ def _halt_now(grace_s: float) -> None:
 def _is_expected(exc: BaseException) -> bool:
     from hamq.store import StoreError
 
-    return isinstance(exc, (StoreError, OSError, RuntimeError)) or type(exc).__name__ in (
-        "LockerError", "LockedError", "UnsafeStorageError")
+    return isinstance(exc, (StoreError, OSError, RuntimeError, ConnectorError)) or type(exc).__name__ in (
+        "LockerError", "LockedError", "UnsafeStorageError", "SchedulerStoreError")
 
 
 def _is_fatal_startup(exc: BaseException) -> bool:
     """Errors that a retry cannot fix: exit instead of looping as a slave."""
-    return type(exc).__name__ in ("LockerError", "LockedError", "UnsafeStorageError") or (
+    return type(exc).__name__ in ("LockerError", "LockedError", "UnsafeStorageError", "SchedulerStoreError",
+                                  "ConnectorError") or (
         isinstance(exc, OSError) and exc.errno in (98, 13))  # EADDRINUSE, EACCES
 
 

@@ -78,3 +78,15 @@ def test_bad_config_exits_with_a_located_error(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert f"{config}:1" in result.stderr and "kahaDB" in result.stderr
+
+
+def test_unservable_connector_is_refused_before_any_lock(tmp_path, render_xml, free_port):
+    kahadb = tmp_path / "kahadb"
+    kahadb.mkdir()
+    config = tmp_path / "broker.xml"
+    config.write_text(render_xml(kahadb, free_port()).replace("stomp://", "stomp+ssl://"))
+    result = subprocess.run([sys.executable, "-m", "hamq", "run", "--config", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "stomp+ssl" in result.stderr and "Fix:" in result.stderr
+    assert not (kahadb / "lock").exists()
