@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Tuple, Type
 
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import seed as hseed
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
@@ -100,6 +101,7 @@ def fuzz(
     trace_memory: bool = True,
     variants: int = 10,
     progress_every: int = 0,
+    batch: int = 500,
 ) -> Stats:
     """Run ``examples`` inputs; raise :class:`FuzzFailure` (after shrinking) on the first bad one."""
     stats = Stats(target=target.name, rss_before_kib=_maxrss_kib())
@@ -162,21 +164,27 @@ def fuzz(
                 f"\n  input: {_shown(data)}"
             )
 
-    runner = settings(
-        max_examples=max(1, -(-examples // per_example)),
-        deadline=None,
-        database=None,
-        derandomize=False,
-        phases=[Phase.generate, Phase.shrink],
-        suppress_health_check=list(HealthCheck),
-        print_blob=False,
-    )(given(st.tuples(target.strategy, st.integers(0, 2**32 - 1)))(check))
-    if seed is not None:
-        from hypothesis import seed as hseed
-
-        runner = hseed(seed)(runner)
+    # Hypothesis remembers every case of a run (to avoid repeats), which costs
+    # tens of KiB each; fresh runs of ``batch`` cases keep memory flat.
+    wanted = max(1, -(-examples // per_example))
+    batch_seed = random.Random(seed)
     try:
-        runner()
+        while stats.examples < examples:
+            cases = min(batch, wanted)
+            runner = settings(
+                max_examples=cases,
+                deadline=None,
+                database=None,
+                derandomize=False,
+                phases=[Phase.generate, Phase.shrink],
+                suppress_health_check=list(HealthCheck),
+                print_blob=False,
+            )(given(st.tuples(target.strategy, st.integers(0, 2**32 - 1)))(check))
+            runner = hseed(batch_seed.getrandbits(64))(runner)
+            before = stats.examples
+            runner()
+            if stats.examples == before:  # pragma: no cover - the strategy space is exhausted
+                break
     except FuzzFailure as exc:
         stats.failure = str(exc)
         raise

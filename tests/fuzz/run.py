@@ -17,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import FuzzFailure, fuzz  # noqa: E402
+from harness import FuzzFailure, _shown, fuzz  # noqa: E402
 from targets import all_targets  # noqa: E402
 
 
@@ -32,6 +32,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--progress", type=int, default=10_000, help="report every N inputs on stderr (0: never)"
     )
+    parser.add_argument("--show-slowest", action="store_true", help="print each target's slowest input")
     parser.add_argument("--list", action="store_true", help="list the targets and exit")
     args = parser.parse_args(argv)
 
@@ -64,6 +65,8 @@ def main(argv=None) -> int:
                 progress_every=args.progress,
             )
             print(stats.line(), flush=True)
+            if args.show_slowest:
+                print(f"          slowest input: {_shown(stats.slowest, 300)}", flush=True)
         except FuzzFailure as exc:
             failed = True
             print(f"{name:9s} FAIL {exc}", flush=True)
