@@ -25,7 +25,7 @@ import struct
 import sys
 import zlib
 from array import array
-from typing import Iterable, List, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import List, Mapping, NamedTuple, Optional, Tuple, Union
 
 from hamq.store.errors import StoreError
 from hamq.store.ops import Ack, AddMessage, DeleteKey, Headers, MarkDispatched, PutMeta
@@ -273,7 +273,3 @@ def decode_add(data: bytes) -> Tuple[int, str, str, Headers, bytes]:
     headers = decode_headers(data[pos : pos + hlen])
     pos += hlen
     return seq, key, mid, headers, bytes(data[pos : pos + blen])
-
-
-def join_records(records: Iterable[bytes]) -> bytes:
-    return b"".join(records)

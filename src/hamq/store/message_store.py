@@ -51,6 +51,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, NamedTuple, Optiona
 from hamq.store.audit import DuplicateAudit
 from hamq.store.codec import (
     BATCH_HEADER_SIZE,
+    MAX_BATCH_PAYLOAD,
     SEGMENT_HEADER_SIZE,
     T_ACK,
     T_ADD,
@@ -470,7 +471,12 @@ class MessageStore:
                 seq += 1
             else:
                 records.append(encode_op(op))
-        lsn, segment, pos = self._journal.write(b"".join(records))
+        payload = b"".join(records)
+        if len(payload) > MAX_BATCH_PAYLOAD:
+            raise ValueError(
+                f"batch of {len(payload)} bytes is over the {MAX_BATCH_PAYLOAD}-byte limit; split it into smaller appends"
+            )
+        lsn, segment, pos = self._journal.write(payload)
         self._next_seq = seq
         i = 0
         for op, rec in zip(ops, records):
