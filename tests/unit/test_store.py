@@ -429,3 +429,16 @@ def test_the_same_object_can_be_closed_and_reopened(tmp_path):
     store.append([add(3)])
     assert store.last_seqs == [3]
     store.close()
+
+
+def test_stats_follow_the_store(tmp_path):
+    store = MessageStore(tmp_path)
+    store.open()
+    store.append([add(1), add(2)])
+    st = store.stats()
+    assert (st["pendingMessages"], st["writtenLsn"], st["durableLsn"], st["checkpointLsn"]) == (2, 1, 0, 0)
+    store.sync()
+    store.checkpoint()
+    st = store.stats()
+    assert (st["durableLsn"], st["checkpointLsn"], st["segment"], st["auditSize"]) == (1, 1, 1, 2)
+    store.close()

@@ -558,6 +558,20 @@ class MessageStore:
         ki = self._keys.get(key)
         return StoredMessage(key, seq, message_id, headers, body, ki is not None and seq <= ki.recovered_mark)
 
+    def stats(self) -> Dict[str, int]:
+        """Figures for /status and /metrics; cheap (no disk access)."""
+        j = self._journal
+        return {
+            "pendingMessages": self.total_pending(),
+            "keys": len(self._keys),
+            "writtenLsn": j.written_lsn,
+            "durableLsn": j.durable_lsn,
+            "checkpointLsn": max(self._ckpt_lsn, 0),
+            "segment": j.segment,
+            "segmentBytes": j.offset,
+            "auditSize": len(self._audit),
+        }
+
     def is_duplicate(self, message_id: str) -> bool:
         """True when a message with this id was stored recently (bounded by ``audit_size``)."""
         return message_id in self._audit
