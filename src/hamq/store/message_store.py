@@ -38,6 +38,10 @@ open (``StoreFenced``).
 Memory.  Per pending message the index holds four ints in ``array`` columns;
 headers and bodies stay on disk and ``read()`` preads them on demand, so a
 million pending 1 KiB messages cost tens of MiB, not gigabytes.
+
+Threads.  Everything is meant for one thread (the event loop) except
+``sync()`` and ``write_checkpoint()``, which may run in a worker thread while
+that thread keeps appending.  Stop such workers before ``close()``.
 """
 
 from __future__ import annotations
