@@ -3,6 +3,8 @@
 import itertools
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hamq.client.url import (
     BrokerURI,
@@ -193,3 +195,48 @@ def test_pass_limits_follow_activemq():
     assert pass_limit(FailoverOptions(max_reconnect_attempts=3), first_connection=True) == 3
     # 0 means: try once, no retry.
     assert pass_limit(FailoverOptions(max_reconnect_attempts=0), first_connection=False) == 1
+
+
+_URL_PIECES = st.sampled_from(
+    [
+        "failover:",
+        "(",
+        ")",
+        ",",
+        "?",
+        "&",
+        "=",
+        "tcp://",
+        "ssl://",
+        "stomp+ssl://",
+        "[",
+        "]",
+        ":",
+        "::1",
+        "h",
+        "61613",
+        "nested.",
+        "randomize",
+        "timeout",
+        "true",
+        "-1",
+        "1e309",
+        "nan",
+        "%",
+        "%zz",
+        " ",
+        "//",
+        "@",
+    ]
+)
+
+
+@given(st.lists(_URL_PIECES | st.text(max_size=4), max_size=12).map("".join))
+@settings(max_examples=300, deadline=None)
+def test_any_text_parses_or_raises_failover_url_error(text):
+    try:
+        url = parse_url(text)
+    except FailoverURLError as exc:
+        assert "Fix:" in str(exc)
+    else:
+        assert url.brokers and all(0 < b.port < 65536 and b.host for b in url.brokers)

@@ -251,7 +251,10 @@ def parse_broker_uri(text: str, nested: Optional[List[Tuple[str, str]]] = None) 
     if not host:
         raise FailoverURLError(f"{where} has no host. Fix: write it as {scheme}://HOST:PORT")
     if port_text:
-        if not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5) or not 0 < int(port_text) < 65536:
+        if (
+            not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5)
+            or not 0 < int(port_text) < 65536
+        ):
             raise FailoverURLError(f"{where} has port {port_text!r}. Fix: use a port number from 1 to 65535")
         port = int(port_text)
     elif scheme in DEFAULT_PORTS:
