@@ -180,3 +180,25 @@ def test_commit_stores_sends_and_acks_in_one_batch(store_dir):
     assert h.broker.store.written_lsn == lsn_before + 1
     h = restart(h, store_dir)
     assert h.broker.queues["in"].depth == 0 and h.broker.queues["out"].depth == 1
+
+
+def test_a_damaged_stored_message_is_skipped_not_delivered(store_dir):
+    h = harness(store_dir)
+    h.connect("p")
+    for body in (b"first-message", b"second-message", b"third-message"):
+        h.send("p", "SEND", body, destination="/queue/a", persistent="true")
+    h.broker.store.close()
+    segment = sorted(store_dir.glob("db-*.log"))[-1]
+    data = bytearray(segment.read_bytes())
+    at = data.find(b"second-message")
+    data[at:at + 6] = b"XXXXXX"  # flip bytes inside the body: the record checksum no longer matches
+    segment.write_bytes(bytes(data))
+    store = MessageStore(store_dir, checkpoint_interval_ms=0)
+    store.open(epoch=1)
+    h = Harness(store=store)
+    h.broker.recover()
+    h.connect("c")
+    h.send("c", "SUBSCRIBE", destination="/queue/a", id="s")
+    bodies = [f.body for f in h.take("c")]
+    assert b"second-message" not in bodies and b"XXXXXX-message" not in bodies
+    assert b"first-message" in bodies

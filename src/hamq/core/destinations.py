@@ -13,10 +13,14 @@ drains. Memory therefore does not grow with queue depth.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from typing import Deque, List, Optional
 
 from hamq.core.messages import Message
+from hamq.store.errors import StoreError
+
+log = logging.getLogger("hamq.engine")
 
 DEFAULT_WINDOW = 1000
 
@@ -78,7 +82,18 @@ class MessageQueue:
         wanted = self.window - len(self.memory)
         loaded = 0
         for ref in self.store.iter_pending(self.key, after_seq=self.cursor):
-            stored = self.store.read(ref)
+            try:
+                stored = self.store.read(ref)
+            except KeyError:  # acked meanwhile
+                self.cursor = ref.seq
+                continue
+            except StoreError as exc:
+                # Never deliver damaged bytes, and do not stop the broker over one message:
+                # skip it (it stays in the store for inspection) and say so.
+                log.error("skipping message %d of %s: %s", ref.seq, self.key, exc)
+                self.cursor = ref.seq
+                self.backlog = max(0, self.backlog - 1)
+                continue
             message = Message(
                 stored.message_id,
                 self.name,
