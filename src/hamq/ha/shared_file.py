@@ -97,6 +97,7 @@ class SharedFileLease(MasterLease):
         self.stale_master_wait_s = 0.0
         self._record_bytes = lockfile.encode_record(record)
         self._dir = str(self.directory)
+        self._fd_lock = threading.Lock()
 
     def check_fence(self) -> None:
         if self.lost_reason is not None:
@@ -113,10 +114,20 @@ class SharedFileLease(MasterLease):
             )
 
     def probe(self) -> Optional[str]:
-        """One keep-alive check, synchronously; the reason when the lock is lost, else None."""
-        if self.fd is None:
-            return "the lock was released"
-        return lockfile.keep_alive_problem(self.fd, self._dir, self.epoch, self._record_bytes)
+        """One keep-alive check, synchronously; the reason when the lock is lost, else None.
+
+        It works on a duplicate of the lock descriptor: a probe still running in
+        its thread when :meth:`release` closes the original can then never
+        write into whatever file reuses that descriptor number.
+        """
+        with self._fd_lock:
+            if self.fd is None:
+                return "the lock was released"
+            fd = os.dup(self.fd)
+        try:
+            return lockfile.keep_alive_problem(fd, self._dir, self.epoch, self._record_bytes)
+        finally:
+            os.close(fd)
 
     async def keep_alive(self, on_lost: Callable[[str], Any]) -> None:
         timeout = max(PROBE_TIMEOUT_PERIODS * self.keep_alive_period_s, MIN_PROBE_TIMEOUT_S)
@@ -141,9 +152,10 @@ class SharedFileLease(MasterLease):
                 return
 
     def release(self) -> None:
-        fd, self.fd = self.fd, None
+        with self._fd_lock:
+            fd, self.fd = self.fd, None
         if fd is not None:
-            lockfile.unlock(fd)
+            lockfile.unlock(fd)  # the lock goes with the last descriptor (a running probe holds a duplicate)
             log.info("released the lock on %s (epoch %d)", self._dir, self.epoch)
 
 
