@@ -295,3 +295,10 @@ def test_status_counts():
     (queue,) = h.broker.status()["destinations"]
     assert queue == {"name": "a", "type": "queue", "depth": 2, "consumers": 1, "enqueued": 2, "dequeued": 0}
     assert h.broker.status()["brokerName"] == "test"
+
+
+def test_durable_keys_cannot_collide():
+    from hamq.core.destinations import durable_key
+
+    assert durable_key("a:b", "c") != durable_key("a", "b:c")
+    assert durable_key("cid", "sub") == "durable:cid:sub"

@@ -30,7 +30,10 @@ def queue_key(name: str) -> str:
 
 
 def durable_key(client_id: str, subscription_name: str) -> str:
-    return f"durable:{client_id}:{subscription_name}"
+    """``durable:<clientId>:<subscriptionName>``; a ``:`` in the client id is escaped so that
+    ("a:b", "c") and ("a", "b:c") cannot share a key."""
+    escaped = client_id.replace("%", "%25").replace(":", "%3A")
+    return f"durable:{escaped}:{subscription_name}"
 
 
 class MessageQueue:
