@@ -9,14 +9,18 @@ number (header ``hamq-seq``) so a drain can tell exactly what is missing.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import logging
+import os
+import socket
 import sys
 import threading
 import time
 from typing import Callable, Optional
 
+from hamq.client.errors import SendInDoubt
 from hamq.client.failover import ACK_MODES, ClientError, FailoverClient
 from hamq.client.url import FailoverURLError, parse_url
 
@@ -229,6 +233,48 @@ def _client(args, **kwargs) -> FailoverClient:
     )
 
 
+def _send_all(client: FailoverClient, args, run_id: str, progress: dict) -> None:
+    """Send seq 0..count-1 and flush; ``progress`` counts distinct sends and in-doubt resends.
+
+    The client resends persistent messages itself. A non-persistent one cut off
+    by a failover raises SendInDoubt; it is sent again with the same message-id
+    (at-least-once, as a careful application would).
+    """
+    prefix = f"ID:{socket.gethostname()}-{os.getpid()}-{run_id}"
+    todo = collections.deque(range(args.count))
+
+    def in_doubt(exc: SendInDoubt) -> int:
+        progress["resent_in_doubt"] += 1
+        return int(exc.message_id.rsplit(":", 1)[1])
+
+    while True:
+        while todo:
+            seq = todo.popleft()
+            lead = f"seq={seq} ".encode()
+            body = (lead + b"x" * max(0, args.size - len(lead)))[: max(args.size, len(lead))]
+            mid = f"{prefix}:{seq}"
+            try:
+                client.send(
+                    args.destination,
+                    body,
+                    headers={SEQ_HEADER: str(seq), RUN_HEADER: run_id},
+                    persistent=args.persistent,
+                    message_id=mid,
+                )
+                progress["sent"] = max(progress["sent"], seq + 1)
+            except SendInDoubt as exc:
+                if exc.message_id == mid:
+                    progress["sent"] = max(progress["sent"], seq + 1)
+                else:
+                    todo.appendleft(seq)  # an earlier send's error, raised before this one went out
+                todo.appendleft(in_doubt(exc))
+        try:
+            client.flush()
+            return
+        except SendInDoubt as exc:
+            todo.append(in_doubt(exc))
+
+
 def main_produce(args) -> int:
     """Send ``--count`` numbered messages; exit 0 only if every one was receipted."""
     with _failover_log("produce"):
@@ -244,6 +290,7 @@ def _produce(args) -> int:
         return 2
     error = None
     first = last = None
+    progress = {"sent": 0, "resent_in_doubt": 0}
     with _Meter(
         lambda: client.stats["receipted"],
         lambda: (
@@ -255,16 +302,7 @@ def _produce(args) -> int:
         try:
             client.connect()
             first = time.time()
-            for seq in range(args.count):
-                prefix = f"seq={seq} ".encode()
-                body = (prefix + b"x" * max(0, args.size - len(prefix)))[: max(args.size, len(prefix))]
-                client.send(
-                    args.destination,
-                    body,
-                    headers={SEQ_HEADER: str(seq), RUN_HEADER: run_id},
-                    persistent=args.persistent,
-                )
-            client.flush()
+            _send_all(client, args, run_id, progress)
             last = time.time()
         except ClientError as exc:
             error = str(exc)
@@ -275,10 +313,11 @@ def _produce(args) -> int:
         "command": "produce",
         "destination": args.destination,
         "run": run_id,
-        "sent": client.stats["sent"],
+        "sent": progress["sent"],
         "receipted": client.stats["receipted"],
         "resent": client.stats["resent"],
-        "unconfirmed": client.stats["sent"] - client.stats["receipted"],
+        "resent_in_doubt": progress["resent_in_doubt"],
+        "unconfirmed": progress["sent"] - client.stats["receipted"],
         "persistent": args.persistent,
         "window": args.window,
         "msgs_per_sec": _rate(client.stats["receipted"], first, last),
