@@ -234,6 +234,8 @@ class BrokerNode:
         self._arrivals: Optional[asyncio.Event] = None
         #: Group-commit rounds (store.sync calls) this master term, for /status.
         self.sync_rounds = 0
+        #: The kahaDB directory is on a local file system (see _sync_loop).
+        self._local_store = False
         self._term_failure: Optional[str] = None
         self._flush_scheduled = False
         self._waiting: Set[StompProtocol] = set()
@@ -419,9 +421,19 @@ class BrokerNode:
             cleanup_interval_ms=p.cleanup_interval_ms,
             fence=self.lease.check_fence if self.lease is not None else None,
         )
+        self._local_store = self._store_is_local()
         started = time.monotonic()
         report = self.store.open(epoch=self.epoch or 0)
         log.info("store %s open in %.3f s: %s", p.directory, time.monotonic() - started, report)
+
+    def _store_is_local(self) -> bool:
+        try:
+            from hamq.ha.storage_safety import LOCAL_FSTYPES, check_storage
+
+            verdict = check_storage(str(self.config.persistence.directory))
+            return verdict.mount is not None and verdict.mount.fstype in LOCAL_FSTYPES
+        except Exception:  # unknown means shared: the safe choice
+            return False
 
     def recover(self) -> None:
         port = self.config.connectors[0].port if self.config.connectors else 0
@@ -618,9 +630,16 @@ class BrokerNode:
         When the last fsync answered several connections, wait a little (at most
         half an fsync) for them to send again, so the next fsync covers them all
         instead of only the first to come back. One waiting client never waits.
+
+        With a single client waiting and the store on a local file system the
+        fsync runs on the event loop itself: the two thread hand-offs cost more
+        than the fsync on a busy host. On shared storage it always runs in the
+        worker thread, because an NFS stall must not freeze the event loop (and
+        with it the lock keep-alive and the status endpoint).
         """
         loop = asyncio.get_running_loop()
         store = self.store
+        inline_ok = self._local_store
         answered = 0
         fsync_s = 0.0
         while True:
@@ -639,7 +658,10 @@ class BrokerNode:
             self._sync_wanted.clear()
             started = loop.time()
             try:
-                durable = await loop.run_in_executor(self._executor, store.sync)
+                if inline_ok and answered <= 1 and len(self._waiting) <= 1:
+                    durable = store.sync()  # one client waiting: skip two thread hand-offs
+                else:
+                    durable = await loop.run_in_executor(self._executor, store.sync)
             except Exception as exc:
                 self.fail(exc)
                 return
