@@ -94,6 +94,27 @@ def test_selector_hostile_shapes_are_refused_or_bounded(text):
     assert selector.evaluate({"a": "x" * 70000}) in (True, False, None)
 
 
+@pytest.mark.parametrize(
+    "length",
+    [
+        "\u00b2\t",  # str.isdigit() is True for '²', int() refuses it (ValueError escaped the decoder)
+        "\u0663",  # Arabic-Indic three: a digit to isdigit(), not to STOMP
+        "9" * 5000,  # int() refuses over 4300 digits (ValueError)
+    ],
+)
+def test_codec_content_length_that_int_refuses_is_a_protocol_error(length):
+    dec = FrameDecoder(version="1.0", max_frame_size=64)
+    dec.feed(f"A\ncontent-length:{length}\n\nbody\x00".encode())
+    with pytest.raises(ProtocolError):
+        dec.next_event()
+
+
+def test_codec_content_length_with_leading_zeros_still_works():
+    dec = FrameDecoder(version="1.2")
+    dec.feed(b"SEND\ncontent-length:" + b"0" * 30 + b"4\n\nbody\x00")
+    assert dec.next_event().body == b"body"
+
+
 def test_codec_garbage_after_a_broken_frame_stays_refused():
     dec = FrameDecoder(version="1.2")
     dec.feed(b"SEND\nbad\\q:1\n\n\x00")

@@ -289,9 +289,12 @@ class FrameDecoder:
                 key = unescape_header(key, self.version)
                 value = unescape_header(value, self.version)
             if key == "content-length" and content_length is None:
-                if not value.strip().isdigit():
+                digits = value.strip()
+                # isdigit() alone accepts '²' and other digits int() refuses.
+                if not (digits.isascii() and digits.isdigit()):
                     raise ProtocolError(f"invalid content-length {value[:20]!r}")
-                content_length = int(value)
+                # int() refuses over 4300 digits; anything over 19 is too big anyway.
+                content_length = int(digits) if len(digits.lstrip("0")) <= 19 else self.max_frame_size + 1
                 if content_length > self.max_frame_size:
                     raise ProtocolError(f"frame exceeds maxFrameSize ({self.max_frame_size} bytes)")
             headers.append((key, value))
