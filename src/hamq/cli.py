@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "lock-info": ("hamq.ha.lock_info", "main", "show who holds the shared-store lock, as JSON"),
     "produce": ("hamq.client.cli", "main_produce", "send messages through a failover URL"),
     "consume": ("hamq.client.cli", "main_consume", "receive messages through a failover URL"),
+    "hash-password": ("hamq.security.passwords", "main", "print a salted password hash for broker.xml"),
 }
 
 

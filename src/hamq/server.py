@@ -460,23 +460,37 @@ class BrokerNode:
 
     def check_connectors(self) -> None:
         """Refuse connectors we cannot serve before taking any lock: nothing starts on a bad config."""
+        from hamq.security import config as security_config
+        from hamq.security.tls import TLSSetupError, server_context
+
+        security = getattr(self.config, "security", None)
+        security_config.check_connectors(security, self.config.connectors,
+                                         lambda _line, problem, fix: ConnectorError(f"{problem}. Fix: {fix}"), None)
+        self._tls_contexts = {}
         for connector in self.config.connectors:
-            if connector.scheme != "stomp":
+            if connector.scheme == "stomp+ssl":
+                need = connector.options.get("needClientAuth", "false").strip().lower() == "true"
+                try:
+                    self._tls_contexts[connector.name] = server_context(security.tls, need)
+                except TLSSetupError as exc:
+                    raise ConnectorError(f"transport connector {connector.name!r}: {exc}") from None
+            elif connector.scheme != "stomp":
                 raise ConnectorError(
                     f"transport connector {connector.name!r} uses {connector.scheme}://, which this broker does "
-                    "not serve yet. Fix: use a stomp:// uri (put TLS in front with a terminating proxy)")
+                    "not serve. Fix: use a stomp:// or stomp+ssl:// uri")
 
     async def open_connectors(self) -> None:
         loop = asyncio.get_running_loop()
         self.bound = []
         for connector in self.config.connectors:
             server = await loop.create_server(
-                lambda c=connector: StompProtocol(self, c), connector.host, connector.port, reuse_address=True
+                lambda c=connector: StompProtocol(self, c), connector.host, connector.port, reuse_address=True,
+                ssl=getattr(self, "_tls_contexts", {}).get(connector.name)
             )
             self.listeners.append(server)
             host, port = server.sockets[0].getsockname()[:2]
             self.bound.append((connector, host, port))
-            log.info("connector %s listening on stomp://%s:%d", connector.name, host, port)
+            log.info("connector %s listening on %s://%s:%d", connector.name, connector.scheme, host, port)
 
     async def _end_term(self) -> None:
         """Close connectors and clients first, then stop writing, then give the lock up."""

@@ -302,3 +302,57 @@ def test_durable_keys_cannot_collide():
 
     assert durable_key("a:b", "c") != durable_key("a", "b:c")
     assert durable_key("cid", "sub") == "durable:cid:sub"
+
+
+def test_non_persistent_queue_refuses_past_its_memory_limit_and_recovers():
+    h = Harness()
+    h.broker.queue_memory_limit = 10_000
+    h.connect("p")
+    body = b"x" * 3000
+    for i in range(3):
+        send(h, "p", "/queue/full", body, receipt=f"ok{i}")
+    assert [f.command for f in h.take("p")] == ["RECEIPT"] * 3
+    send(h, "p", "/queue/full", body, receipt="refused")
+    (error,) = h.take("p")
+    assert error.command == "ERROR" and error.get("receipt-id") == "refused"
+    assert "memory limit" in error.get("message") and "persistent:true" in error.get("message")
+    assert h.broker.queues["full"].depth == 3
+    h.connect("c")
+    h.send("c", "SUBSCRIBE", destination="/queue/full", id="s")
+    assert len(h.take("c")) == 3
+    send(h, "p", "/queue/full", body, receipt="again")
+    assert h.take("p")[0].command == "RECEIPT"
+
+
+def test_refused_send_fails_the_commit_before_its_acks_apply():
+    h = Harness()
+    h.broker.queue_memory_limit = 5000
+    h.connect("c")
+    h.send("c", "SUBSCRIBE", destination="/queue/in", id="s", ack="client-individual")
+    send(h, "c", "/queue/in", b"job")
+    (job,) = h.take("c")
+    send(h, "c", "/queue/out", b"y" * 4000)
+    h.send("c", "BEGIN", transaction="t")
+    h.send("c", "ACK", id=job.get("ack"), transaction="t")
+    send(h, "c", "/queue/out", b"y" * 4000, transaction="t")
+    h.send("c", "COMMIT", transaction="t", receipt="c")
+    assert h.take("c")[-1].command == "ERROR"
+    assert h.broker.queues["in"].dequeued == 0  # the ack did not apply
+    h.send("c", "ABORT", transaction="t", receipt="a")  # the transaction is still open
+    assert h.take("c")[-1].command == "RECEIPT"
+
+
+def test_slow_topic_subscriber_loses_its_oldest_messages_not_the_broker_memory():
+    h = Harness()
+    h.broker.queue_memory_limit = 10_000
+    h.connect("slow")
+    h.connect("p")
+    h.send("slow", "SUBSCRIBE", destination="/topic/t", id="s")
+    h.broker.set_writable("slow", False)
+    for i in range(10):
+        send(h, "p", "/topic/t", str(i).encode() * 3000)
+    queue = h.broker.connections["slow"].subscriptions["s"].queue
+    assert queue.memory_bytes <= 10_000 and queue.discarded == 7
+    h.broker.set_writable("slow", True)
+    h.pump()
+    assert [f.body[:1] for f in h.take("slow")] == [b"7", b"8", b"9"]

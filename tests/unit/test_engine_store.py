@@ -202,3 +202,25 @@ def test_a_damaged_stored_message_is_skipped_not_delivered(store_dir):
     bodies = [f.body for f in h.take("c")]
     assert b"second-message" not in bodies and b"XXXXXX-message" not in bodies
     assert b"first-message" in bodies
+
+
+def test_persistent_window_is_bounded_in_bytes_too(store_dir):
+    h = harness(store_dir)
+    h.broker.queue_memory_limit = 50_000
+    h.connect("p")
+    for i in range(40):
+        h.send("p", "SEND", bytes([65 + i % 26]) * 10_000, destination="/queue/big", persistent="true")
+    queue = h.broker.queues["big"]
+    assert queue.memory_bytes <= 50_000 and queue.depth == 40
+    h.connect("c")
+    h.send("c", "SUBSCRIBE", destination="/queue/big", id="s", ack="client-individual",
+           **{"activemq.prefetchSize": "3"})
+    received = 0
+    while received < 40:
+        frames = h.take("c")
+        assert frames, f"stalled after {received}"
+        assert queue.memory_bytes <= 50_000
+        received += len(frames)
+        for f in frames:
+            h.send("c", "ACK", id=f.get("ack"))
+    assert queue.depth == 0

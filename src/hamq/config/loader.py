@@ -68,7 +68,8 @@ STOMP_SCHEMES = {
 
 #: Connector URI options hamq understands. ``transport.`` / ``wireFormat.``
 #: prefixes (as ActiveMQ users write them) are removed before the lookup.
-CONNECTOR_OPTIONS = ("maxFrameSize", "maxHeaders", "maxHeaderLength", "maximumConnections", "needClientAuth")
+CONNECTOR_OPTIONS = ("maxFrameSize", "maxHeaders", "maxHeaderLength", "maximumConnections", "needClientAuth",
+                     "connectAttemptTimeout")
 
 #: Persistence adapters ActiveMQ has and hamq refuses, with why.
 _REFUSED_ADAPTERS = {
@@ -396,6 +397,8 @@ def _connector_option(ctx: _Ctx, el: Element, cfg: ConnectorConfig, key: str, va
             cfg.max_header_length = parse_size(key, value, 16, 64 * 1024 * 1024)
         elif name == "maximumConnections":
             cfg.max_connections = parse_int(key, value, 1, INT32_MAX)
+        elif name == "connectAttemptTimeout":
+            parse_int(key, value, 100, INT32_MAX, "ms")
         elif name == "needClientAuth":
             parse_bool(key, value)
             if cfg.scheme != "stomp+ssl":
@@ -497,7 +500,7 @@ def _read_broker(ctx: _Ctx, el: Element) -> BrokerConfig:
     children = _children(
         ctx,
         el,
-        ("persistenceAdapter", "transportConnectors", "statusEndpoint", "redeliveryPolicy"),
+        ("persistenceAdapter", "transportConnectors", "statusEndpoint", "redeliveryPolicy", "plugins", "sslContext"),
         namespace,
     )
     if "persistenceAdapter" not in children:
@@ -546,6 +549,10 @@ def _read_broker(ctx: _Ctx, el: Element) -> BrokerConfig:
         max_redeliveries = _Attrs(ctx, rp, ("maximumRedeliveries",)).typed(
             "maximumRedeliveries", parse_int, 6, -1, INT32_MAX
         )
+    from hamq.security import config as security_config
+
+    security = security_config.build(children.get("plugins"), children.get("sslContext"), namespace, ctx.error,
+                                     ctx.check_filesystem)
     return BrokerConfig(
         broker_name=broker_name,
         node_name=node_name,
@@ -555,6 +562,7 @@ def _read_broker(ctx: _Ctx, el: Element) -> BrokerConfig:
         status_endpoint=status,
         scheduler_support=scheduler,
         maximum_redeliveries=max_redeliveries,
+        security=security,
     )
 
 

@@ -79,6 +79,8 @@ class BrokerConfig:
     #: -1 means never dead-letter on redelivery count, as in ActiveMQ.
     maximum_redeliveries: int = 6
     dead_letter_queue: str = "ActiveMQ.DLQ"
+    #: ``<plugins>`` and ``<sslContext>``: a ``hamq.security.model.SecurityConfig``, or None if neither is set.
+    security: Optional[object] = None
     #: Where the config came from, for messages.
     source: Optional[Path] = None
 

@@ -20,6 +20,8 @@ class ClientConnection:
         self.version = "1.0"
         self.session: Optional[str] = None
         self.client_id: Optional[str] = None
+        #: hamq.security.Principal set by CONNECT: who this is and its groups.
+        self.principal = None
         self.subscriptions: Dict[str, Subscription] = {}
         self.transactions: Dict[str, Transaction] = {}
         #: ack id -> subscription, for ACK/NACK lookups in O(1).

@@ -23,6 +23,15 @@ from hamq.store.errors import StoreError
 log = logging.getLogger("hamq.engine")
 
 DEFAULT_WINDOW = 1000
+#: Bytes of message bodies a queue keeps in memory. Persistent messages past it
+#: stay on disk (paged); non-persistent ones past it are refused (queues) or the
+#: oldest are discarded (a non-durable topic subscriber that does not keep up),
+#: so no destination can exhaust the broker's memory.
+DEFAULT_MEMORY_LIMIT = 64 * 1024 * 1024
+
+
+class QueueFull(Exception):
+    """A non-persistent message does not fit in its queue's memory limit."""
 
 
 def queue_key(name: str) -> str:
@@ -50,6 +59,10 @@ class MessageQueue:
         self.backlog = 0
         #: Highest store seq that is (or was) in memory.
         self.cursor = -1
+        #: Body bytes of the messages in ``memory`` (see DEFAULT_MEMORY_LIMIT).
+        self.memory_bytes = 0
+        self.memory_limit = DEFAULT_MEMORY_LIMIT
+        self.discarded = 0
         self.consumers: list = []
         self.rr = 0
         self.inflight = 0
@@ -57,21 +70,39 @@ class MessageQueue:
         self.dequeued = 0
 
     # -- feeding -----------------------------------------------------------------
+    def check_room(self, message: Message) -> None:
+        """Raise QueueFull if a non-persistent ``message`` would pass this queue's memory limit."""
+        if (self.kind == "queue" and not (message.persistent and self.store is not None)
+                and self.memory_bytes + len(message.body) > self.memory_limit and self.memory):
+            raise QueueFull(self.name)
+
     def add(self, message: Message) -> None:
         """Append a new message; a persistent one past the window stays on disk only."""
         self.enqueued += 1
+        size = len(message.body)
         if message.persistent and self.store is not None:
-            if self.backlog or len(self.memory) >= self.window:
+            if self.backlog or len(self.memory) >= self.window or self.memory_bytes + size > self.memory_limit:
                 self.backlog += 1
                 return
             if message.seq > self.cursor:
                 self.cursor = message.seq
+        elif self.kind == "topic-subscription":
+            while self.memory and self.memory_bytes + size > self.memory_limit:
+                dropped = self.memory.popleft()  # a slow subscriber loses its oldest, as ActiveMQ's
+                self.memory_bytes -= len(dropped.body)  # pending-message limit does
+                self.discarded += 1
         self.memory.append(message)
+        self.memory_bytes += size
+
+    def taken(self, message: Message) -> None:
+        """``message`` left ``memory`` (delivered or expired)."""
+        self.memory_bytes -= len(message.body)
 
     def requeue(self, messages: List[Message]) -> None:
         """Put unacked messages back at the front, in their original order."""
         for message in reversed(messages):
             self.memory.appendleft(message)
+            self.memory_bytes += len(message.body)
 
     def recover(self, pending: int) -> None:
         """After a restart: ``pending`` stored messages, none in memory yet."""
@@ -80,7 +111,8 @@ class MessageQueue:
 
     def page_in(self) -> None:
         """Top the window up from the store when it has drained below half."""
-        if not self.backlog or self.store is None or len(self.memory) >= self.window // 2 + 1:
+        if (not self.backlog or self.store is None or len(self.memory) >= self.window // 2 + 1
+                or (self.memory and self.memory_bytes >= self.memory_limit // 2)):
             return
         wanted = self.window - len(self.memory)
         loaded = 0
@@ -108,9 +140,10 @@ class MessageQueue:
                 bool(stored.redelivered),
             )
             self.memory.append(message)
+            self.memory_bytes += len(message.body)
             self.cursor = stored.seq
             loaded += 1
-            if loaded >= wanted:
+            if loaded >= wanted or self.memory_bytes >= self.memory_limit:
                 break
         if loaded == 0:
             self.backlog = 0  # the store has nothing after the cursor: the count was stale

@@ -19,7 +19,16 @@ from typing import Dict, List, Optional, Tuple
 
 from hamq import __version__
 from hamq.core.connection import ClientConnection
-from hamq.core.destinations import DEFAULT_WINDOW, Durable, MessageQueue, Topic, durable_key, queue_key
+from hamq.core.destinations import (
+    DEFAULT_MEMORY_LIMIT,
+    DEFAULT_WINDOW,
+    Durable,
+    MessageQueue,
+    QueueFull,
+    Topic,
+    durable_key,
+    queue_key,
+)
 from hamq.core.dispatch import dispatch
 from hamq.core.ids import IdGenerator
 from hamq.core.messages import FRAME_ONLY_HEADERS, Message, MessageFrame
@@ -31,6 +40,7 @@ from hamq.core.subscriptions import (
     Subscription,
 )
 from hamq.core.transactions import Transaction
+from hamq.security import AccessDenied, SecurityPolicy
 from hamq.stomp.codec import SUPPORTED_VERSIONS, Frame, HeartBeat, ProtocolError
 from hamq.store.ops import Ack, AddMessage, DeleteKey, MarkDispatched, PutMeta
 
@@ -105,6 +115,13 @@ class Broker:
         if port is None:
             port = connectors[0].port if connectors else 0
         self.heartbeat_grace = DEFAULT_HEARTBEAT_GRACE
+        #: Authentication and authorization (hamq.security); allows everything when not configured.
+        self.security = SecurityPolicy.from_config(config)
+        self.connect_timeout = CONNECT_TIMEOUT_S
+        if connectors:
+            raw = connectors[0].options.get("connectAttemptTimeout")
+            if raw:
+                self.connect_timeout = int(raw) / 1000.0
         if connectors:
             raw = connectors[0].options.get("hbGracePeriodMultiplier")
             if raw:
@@ -125,6 +142,8 @@ class Broker:
         self.last_lsn = 0
         #: Messages a queue keeps in memory; persistent ones beyond it are paged from the store.
         self.queue_window = DEFAULT_WINDOW
+        #: Body bytes a queue keeps in memory (see destinations.DEFAULT_MEMORY_LIMIT).
+        self.queue_memory_limit = DEFAULT_MEMORY_LIMIT
         self._handlers = {
             "SEND": self._on_send,
             "SUBSCRIBE": self._on_subscribe,
@@ -253,8 +272,8 @@ class Broker:
             if conn.closing:
                 continue
             if not conn.connected:
-                if now - conn.last_read > CONNECT_TIMEOUT_S:
-                    log.info("closing %s: no CONNECT within %.0f s", conn.peer, CONNECT_TIMEOUT_S)
+                if now - conn.last_read > self.connect_timeout:
+                    log.info("closing %s: no CONNECT within %.1f s", conn.peer, self.connect_timeout)
                     self._close(conn)
                 continue
             if conn.expect_heartbeat_ms and (now - conn.last_read) * 1000 > conn.expect_heartbeat_ms * self.heartbeat_grace:
@@ -324,6 +343,11 @@ class Broker:
                                  fatal=True) from None
             # Echo the client's values back as cy,cx, like ActiveMQ.
             send_ms, expect_ms = cy, cx
+        try:
+            conn.principal = self.security.login(conn.peer, frame.get("login"), frame.get("passcode"),
+                                                 self.clock())
+        except AccessDenied as exc:
+            raise StompError(exc.problem, exc.fix, fatal=True) from None
         client_id = frame.get("client-id")
         if client_id is not None:
             holder = self.client_ids.get(client_id)
@@ -346,7 +370,7 @@ class Broker:
         raise StompError("already connected", "send CONNECT only once per connection", fatal=True)
 
     def _on_send(self, conn: ClientConnection, frame: Frame) -> None:
-        parse_destination(frame.get("destination"))
+        self._authorize(conn, *parse_destination(frame.get("destination")), "write")
         tx_id = frame.get("transaction")
         if tx_id is not None:
             self._transaction(conn, tx_id).sends.append(frame)
@@ -358,6 +382,7 @@ class Broker:
     def _on_subscribe(self, conn: ClientConnection, frame: Frame) -> None:
         destination = frame.get("destination")
         kind, name = parse_destination(destination)
+        self._authorize(conn, kind, name, "read")
         sub_id = frame.get("id")
         if sub_id is None:
             if conn.version != "1.0":
@@ -415,6 +440,7 @@ class Broker:
                 self._remove_durable(durable)
                 durable = None
             if durable is None:
+                self._authorize(conn, "topic", name, "admin")
                 durable = self._new_durable(conn.client_id, subscription_name, name, selector_text, selector,
                                             no_local)
                 if self.store is not None:
@@ -424,6 +450,7 @@ class Broker:
             queue = durable.queue
         else:
             queue = MessageQueue(name, "topic-subscription")
+            queue.memory_limit = self.queue_memory_limit
         sub = Subscription(conn, sub_id, destination, queue, ack_mode, prefetch, selector, selector_text,
                            exclusive, no_local, durable)
         queue.consumers.append(sub)
@@ -456,6 +483,7 @@ class Broker:
             if durable is None:
                 raise StompError(f"no durable subscription {subscription_name!r} for client-id {conn.client_id!r}",
                                  "check activemq.subscriptionName and client-id")
+            self._authorize(conn, "topic", durable.topic, "admin")
             if durable.subscription is not None:
                 other = durable.subscription
                 if other.connection is not conn:
@@ -493,17 +521,19 @@ class Broker:
 
     def _on_commit(self, conn: ClientConnection, frame: Frame) -> None:
         tx = self._transaction(conn, self._tx_header(frame))
+        # Prepared first, so a refused send fails the COMMIT before any ack applies.
+        prepared = self._prepare(conn, tx.sends) if tx.sends else None
         del conn.transactions[tx.id]
         lsn = 0
-        # Acks first: their store ops then ride in the same batch as the sends.
+        # Acks next: their store ops then ride in the same batch as the sends.
         for command, ack in tx.acks:
             try:
                 sub, ack_id = self._resolve_ack(conn, ack)
             except StompError:
                 continue  # acked or redelivered since; nothing left to do
             lsn = max(lsn, self._apply_ack(conn, sub, ack_id, command == "NACK"))
-        if tx.sends:
-            lsn = max(lsn, self._publish(conn, tx.sends))
+        if prepared is not None:
+            lsn = max(lsn, self._place(prepared))
         self._receipt(conn, frame, after_lsn=lsn, flush=True)
 
     def _on_abort(self, conn: ClientConnection, frame: Frame) -> None:
@@ -516,6 +546,13 @@ class Broker:
         self._close(conn)
 
     # ------------------------------------------------------------------ helpers: frames
+    def _authorize(self, conn: ClientConnection, kind: str, name: str, action: str) -> None:
+        """Refuse with an ERROR (never a silent drop) what the authorization map does not allow."""
+        try:
+            self.security.authorize(conn.principal, kind, name, action)
+        except AccessDenied as exc:
+            raise StompError(exc.problem, exc.fix) from None
+
     @staticmethod
     def _tx_header(frame: Frame) -> str:
         tx_id = frame.get("transaction")
@@ -597,6 +634,7 @@ class Broker:
         if queue is None:
             queue = self.queues[name] = MessageQueue(name, "queue", queue_key(name), self.store,
                                                      window=self.queue_window)
+            queue.memory_limit = self.queue_memory_limit
         return queue
 
     def _topic(self, name: str) -> Topic:
@@ -608,6 +646,7 @@ class Broker:
     def _new_durable(self, client_id, name, topic_name, selector_text, selector, no_local) -> Durable:
         key = durable_key(client_id, name)
         queue = MessageQueue(f"{client_id}:{name}", "durable", key, self.store, window=self.queue_window)
+        queue.memory_limit = self.queue_memory_limit
         durable = Durable(client_id, name, topic_name, queue, selector_text, selector, no_local)
         self.durables[key] = durable
         self._topic(topic_name).durables.append(durable)
@@ -626,12 +665,17 @@ class Broker:
 
     def _publish(self, conn: Optional[ClientConnection], frames: List[Frame]) -> int:
         """Turn SEND frames into messages on their queues; returns the lsn to wait for."""
+        return self._place(self._prepare(conn, frames))
+
+    def _prepare(self, conn: Optional[ClientConnection], frames: List[Frame]):
+        """Build the messages and their store ops; raises StompError before anything is stored."""
         now_ms = int(self.clock() * 1000)
         store = self.store
         adds: list = []
         placements: List[Tuple[MessageQueue, Message, int]] = []
         seen_ids = set()
         duplicate = False
+        topics: List[Topic] = []
         for frame in frames:
             destination = frame.get("destination")
             kind, name = parse_destination(destination)
@@ -667,7 +711,7 @@ class Broker:
                 targets = [self._queue(name)]
             else:
                 topic = self._topic(name)
-                topic.enqueued += 1
+                topics.append(topic)
                 targets = [s.queue for s in topic.subscriptions if s.active and s.matches(message)]
                 targets += [d.queue for d in topic.durables if d.matches(message, conn)]
             for i, queue in enumerate(targets):
@@ -679,6 +723,22 @@ class Broker:
                 else:
                     copy.key = None
                     placements.append((queue, copy, -1))
+        for queue, message, _ in placements:
+            try:
+                queue.check_room(message)
+            except QueueFull:
+                raise StompError(
+                    f"queue {queue.name!r} holds {queue.memory_bytes // (1024 * 1024)} MiB of non-persistent "
+                    "messages waiting for a consumer, its memory limit; this message was not accepted",
+                    "consume from the queue, or send with persistent:true (stored on disk, paged)") from None
+        return adds, placements, duplicate, topics
+
+    def _place(self, prepared) -> int:
+        """Store and enqueue what :meth:`_prepare` built (with any pending acks in the same batch)."""
+        adds, placements, duplicate, topics = prepared
+        store = self.store
+        for topic in topics:
+            topic.enqueued += 1
         lsn = self.last_lsn if duplicate else 0
         if adds:
             lsn = self._append(adds)
@@ -728,6 +788,7 @@ class Broker:
         self._outputs.append(out)
         conn.last_write = self._now
         queue = sub.queue
+        queue.taken(message)
         if sub.ack_mode == "auto":
             queue.dequeued += 1
             if message.key is not None and self.store is not None:
@@ -743,6 +804,7 @@ class Broker:
                 self._awaiting_flush.append(out)
 
     def _expire(self, queue: MessageQueue, message: Message) -> None:
+        queue.taken(message)
         queue.dequeued += 1
         if message.key is not None and self.store is not None:
             self._pending_ops.append(Ack(message.key, message.seq))
