@@ -80,7 +80,7 @@ def test_bad_config_exits_with_a_located_error(tmp_path):
     assert f"{config}:1" in result.stderr and "kahaDB" in result.stderr
 
 
-def test_unservable_connector_is_refused_before_any_lock(tmp_path, render_xml, free_port):
+def test_tls_connector_without_certificates_is_refused_before_any_lock(tmp_path, render_xml, free_port):
     kahadb = tmp_path / "kahadb"
     kahadb.mkdir()
     config = tmp_path / "broker.xml"
