@@ -134,3 +134,15 @@ def test_authorizer_unites_matching_entries_and_denies_unmatched():
     assert z.allowed({"consumers"}, "topic", "prices.eur", "read")
     assert not z.allowed({"admins"}, "topic", "other", "read")  # no topic entry matches
     assert Authorizer(None).allowed(set(), "queue", "x", "admin")
+
+
+
+def test_server_context_names_unusable_files(tmp_path):
+    from hamq.security.model import TLSConfig
+    from hamq.security.tls import TLSSetupError, server_context
+
+    with pytest.raises(TLSSetupError, match="missing.pem"):
+        server_context(TLSConfig(tmp_path / "missing.pem", tmp_path / "missing.key"))
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    with pytest.raises(TLSSetupError, match="Fix:"):
+        server_context(TLSConfig(tmp_path / "junk.pem", tmp_path / "junk.pem"))
