@@ -172,6 +172,7 @@ def test_three_valued_logic_with_missing_headers(text, expected):
         ("price >", 8, "expected a header name, a literal or '('"),
         ("price = 'abc", 9, "unterminated string"),
         ("a != b", 3, "write <> for"),
+        ("a == b", 3, "write = for"),
         ('a = "x"', 5, "single quotes"),
         ("(a = 1", 7, "')' to close the '(' at column 1"),
         ("a = 1 b", 7, "expected AND, OR or the end"),

@@ -172,8 +172,6 @@ def _tokenize(text: str) -> List[_Token]:
         else:
             if text.startswith("!=", i):
                 raise SelectorError("'!=' is not SQL: write <> for 'not equal'", i, text)
-            if text.startswith("==", i):  # pragma: no cover - '=' matches first; kept for clarity
-                raise SelectorError("'==' is not SQL: write = for 'equal'", i, text)
             if c == '"':
                 raise SelectorError("strings are written in single quotes in SQL: 'like this'", i, text)
             raise SelectorError(f"unexpected character {c!r}", i, text)
@@ -509,6 +507,8 @@ class _Parser:
         tok = self.tok
         if tok.kind == "op" and tok.value in _COMPARE:
             self.advance()
+            if tok.value == "=" and self.is_op("="):
+                raise SelectorError("'==' is not SQL: write = for 'equal'", tok.pos, self.text)
             right = self.sum()
             return self.comparison(tok, left, right)
         negated = False
