@@ -69,7 +69,7 @@ STOMP_SCHEMES = {
 #: Connector URI options hamq understands. ``transport.`` / ``wireFormat.``
 #: prefixes (as ActiveMQ users write them) are removed before the lookup.
 CONNECTOR_OPTIONS = ("maxFrameSize", "maxHeaders", "maxHeaderLength", "maximumConnections", "needClientAuth",
-                     "connectAttemptTimeout")
+                     "connectAttemptTimeout", "hbGracePeriodMultiplier")
 
 #: Persistence adapters ActiveMQ has and hamq refuses, with why.
 _REFUSED_ADAPTERS = {
@@ -399,6 +399,8 @@ def _connector_option(ctx: _Ctx, el: Element, cfg: ConnectorConfig, key: str, va
             cfg.max_connections = parse_int(key, value, 1, INT32_MAX)
         elif name == "connectAttemptTimeout":
             parse_int(key, value, 100, INT32_MAX, "ms")
+        elif name == "hbGracePeriodMultiplier":
+            _parse_grace(key, value)
         elif name == "needClientAuth":
             parse_bool(key, value)
             if cfg.scheme != "stomp+ssl":
@@ -408,6 +410,20 @@ def _connector_option(ctx: _Ctx, el: Element, cfg: ConnectorConfig, key: str, va
     except ValueProblem as p:
         raise ctx.error(el.line, f"<{el.tag}> uri option {p.problem}", p.fix) from None
     cfg.options[name] = value
+
+
+def _parse_grace(key: str, value: str) -> float:
+    """ActiveMQ's heart-beat grace: the read timeout is the client's interval times this."""
+    try:
+        grace = float(value)
+    except ValueError:
+        grace = 0.0
+    if not 1.0 <= grace <= 100.0:
+        raise ValueProblem(
+            f'{key}="{value}" must be a number from 1.0 to 100.0',
+            "use e.g. hbGracePeriodMultiplier=1.5 (below 1.0 would drop clients that are on time)",
+        )
+    return grace
 
 
 def _read_connectors(ctx: _Ctx, el: Element, namespace: str) -> List[ConnectorConfig]:
