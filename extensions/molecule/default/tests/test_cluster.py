@@ -3,7 +3,10 @@ the store on the shared path, and the lock held by the listening broker."""
 
 from __future__ import annotations
 
+import json
 import os
+
+import pytest
 
 
 def test_exactly_one_master_the_rest_slaves(brokers, statuses):
@@ -73,3 +76,18 @@ def test_config_checks_clean_on_every_broker(brokers):
         result = broker.host.run(f"{broker.cli} check-config /etc/hamq/broker.xml")
         assert result.rc == 0, f"{broker.name}: {result.stdout}{result.stderr}"
         assert os.path.basename(broker.cli) == "hamq"
+
+
+def test_failover_drill_report():
+    """After side_effect: the drill's own verdict, read back from its report."""
+    path = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "drill-report.json")
+    if not os.path.exists(path):
+        pytest.skip("no failover drill has run yet (it runs in side_effect, before the second verify)")
+    with open(path, encoding="utf-8") as f:
+        report = json.load(f)
+    assert report["new_master"] != report["old_master"], report
+    assert report["old_master_rejoined_as"] == "slave", report
+    assert report["receipted"] == report["messages"], report
+    assert report["missing"] == 0, report
+    assert report["duplicates"] == 0, report
+    assert report["passed"] is True, report["checks"]
