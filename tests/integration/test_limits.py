@@ -77,6 +77,7 @@ def test_oversized_frame_is_an_error_and_others_keep_working(limited):
     c.send("SEND", body, destination="/queue/limits.big", content_length=str(len(body)), receipt="big")
     command, headers, _ = c.frame()
     assert command == "ERROR" and "maxFrameSize" in headers["message"]
+    assert c.frame() is None  # the stream cannot be framed any more: closed
     c.close()
     assert_still_serving(limited.stomp_port)
     assert (limited.destination("limits.big") or {"depth": 0})["depth"] == 0
