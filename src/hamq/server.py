@@ -95,7 +95,8 @@ class StompProtocol(asyncio.Protocol):
             self.closed = True
             transport.abort()
             return
-        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER)
+        high = getattr(self.connector, "max_pending_bytes", None) or WRITE_HIGH_WATER
+        transport.set_write_buffer_limits(high=high, low=min(WRITE_LOW_WATER, high // 4))
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:
@@ -485,7 +486,7 @@ class BrokerNode:
         for connector in self.config.connectors:
             server = await loop.create_server(
                 lambda c=connector: StompProtocol(self, c), connector.host, connector.port, reuse_address=True,
-                ssl=getattr(self, "_tls_contexts", {}).get(connector.name)
+                **_tls_options(getattr(self, "_tls_contexts", {}).get(connector.name), connector)
             )
             self.listeners.append(server)
             host, port = server.sockets[0].getsockname()[:2]
@@ -703,6 +704,15 @@ class BrokerNode:
             if store is not None and store.written_lsn > store.durable_lsn:
                 self._sync_wanted.set()  # unreceipted writes too become durable within a tick
             self.flush()
+
+
+def _tls_options(context, connector) -> dict:
+    """create_server arguments for a TLS connector: a handshake gets no longer than a CONNECT would."""
+    if context is None:
+        return {}
+    raw = connector.options.get("connectAttemptTimeout")
+    timeout = int(raw) / 1000.0 if raw else 30.0
+    return {"ssl": context, "ssl_handshake_timeout": timeout}
 
 
 def _halt_now(grace_s: float) -> None:

@@ -12,7 +12,8 @@ import threading
 
 import pytest
 
-LIMITS = "maxFrameSize=4096&amp;maxHeaders=16&amp;maxHeaderLength=256&amp;connectAttemptTimeout=500"
+LIMITS = ("maxFrameSize=4096&amp;maxHeaders=16&amp;maxHeaderLength=256&amp;connectAttemptTimeout=500"
+          "&amp;maxPendingBytes=262144")
 
 
 def stomp_frame(command: str, body: bytes = b"", headers=()) -> bytes:

@@ -163,3 +163,13 @@ def test_hash_password_refuses_empty_input(monkeypatch, capsys):
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     assert cli_main(["hash-password"]) == 1
     assert "empty" in capsys.readouterr().err
+
+
+def test_connector_limit_options(tmp_path):
+    inner = ('  <transportConnectors><transportConnector name="s" uri="stomp://127.0.0.1:0?maxPendingBytes=256kb'
+             '&amp;connectAttemptTimeout=500&amp;maximumConnections=10"/></transportConnectors>\n')
+    (c,) = load_config(broker_xml(tmp_path, inner)).connectors
+    assert (c.max_pending_bytes, c.options["connectAttemptTimeout"], c.max_connections) == (256 * 1024, "500", 10)
+    bad = inner.replace("256kb", "1kb")
+    with pytest.raises(ConfigError, match="maxPendingBytes"):
+        load_config(broker_xml(tmp_path, bad))

@@ -69,7 +69,7 @@ STOMP_SCHEMES = {
 #: Connector URI options hamq understands. ``transport.`` / ``wireFormat.``
 #: prefixes (as ActiveMQ users write them) are removed before the lookup.
 CONNECTOR_OPTIONS = ("maxFrameSize", "maxHeaders", "maxHeaderLength", "maximumConnections", "needClientAuth",
-                     "connectAttemptTimeout", "hbGracePeriodMultiplier")
+                     "connectAttemptTimeout", "hbGracePeriodMultiplier", "maxPendingBytes")
 
 #: Persistence adapters ActiveMQ has and hamq refuses, with why.
 _REFUSED_ADAPTERS = {
@@ -399,6 +399,8 @@ def _connector_option(ctx: _Ctx, el: Element, cfg: ConnectorConfig, key: str, va
             cfg.max_connections = parse_int(key, value, 1, INT32_MAX)
         elif name == "connectAttemptTimeout":
             parse_int(key, value, 100, INT32_MAX, "ms")
+        elif name == "maxPendingBytes":
+            cfg.max_pending_bytes = parse_size(key, value, 64 * 1024, INT32_MAX)
         elif name == "hbGracePeriodMultiplier":
             _parse_grace(key, value)
         elif name == "needClientAuth":

@@ -52,6 +52,8 @@ class ConnectorConfig:
     max_header_length: int = 64 * 1024
     #: ``maximumConnections`` URI option; None means no limit (ActiveMQ's default).
     max_connections: Optional[int] = None
+    #: ``maxPendingBytes``: unsent output at which a slow reader gets no more messages (None = 4 MiB).
+    max_pending_bytes: Optional[int] = None
     #: Every URI option as written (``transport.``/``wireFormat.`` prefixes removed).
     options: Dict[str, str] = field(default_factory=dict)
 
