@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import shlex
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
 
 from benchmarks import drill, report, startup, takeover, throughput
 from benchmarks.brokers import install_signal_cleanup
+from benchmarks.stats import summarize
 from benchmarks.suite import BROKERS, Suite, describe_error
 
 SCENARIOS = {
@@ -35,6 +38,8 @@ def parse_args(argv):
     p.add_argument("--no-install", action="store_true", help="never apt-get install ActiveMQ; skip its column instead")
     p.add_argument("--keep-workdir", action="store_true", help="keep broker instance dirs and logs")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    p.add_argument("--render", type=Path, metavar="JSON",
+                   help="only re-render the markdown and PNG from a results JSON of an earlier run")
     return p.parse_args(argv)
 
 
@@ -56,6 +61,8 @@ def main(argv=None) -> int:
         for name, (_, text) in SCENARIOS.items():
             print(f"{name:12s} {text}")
         return 0
+    if args.render:
+        return render(args.render, args.results_dir)
     scenarios = select(args.only, SCENARIOS, "scenario")
     brokers = select(args.brokers, BROKERS, "broker")
     if args.base_port is not None and not 1024 <= args.base_port <= 65000:
@@ -72,6 +79,7 @@ def main(argv=None) -> int:
     print(f"benchmarks: mode={'quick' if args.quick else 'full'} scenarios={','.join(scenarios)} "
           f"workdir={workdir}", flush=True)
     suite.check_brokers([b for b in BROKERS if b in brokers])
+    load = LoadSampler()
     interrupted = None
     try:
         for name in scenarios:
@@ -99,6 +107,7 @@ def main(argv=None) -> int:
         "notes": dict(suite.notes, **({"interrupted": interrupted} if interrupted else {})),
         "results": suite.results,
         "elapsed_s": time.monotonic() - started,
+        "loadavg": load.stop(),
     }
     stamp = now.strftime("%Y-%m-%dT%H%MZ")
     paths = report.write_all(data, args.results_dir, stamp)
@@ -111,3 +120,42 @@ def main(argv=None) -> int:
     else:
         shutil.rmtree(workdir, ignore_errors=True)
     return 130 if interrupted else 0
+
+
+class LoadSampler:
+    """Samples the 1-minute load average every 10 s: the report says how busy the machine was."""
+
+    def __init__(self):
+        self.samples: list = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                with open("/proc/loadavg") as fh:
+                    self.samples.append(float(fh.read().split()[0]))
+            except (OSError, ValueError):
+                return
+            if self._stop.wait(10):
+                return
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join(2)
+        return summarize(self.samples) if self.samples else {"n": 0}
+
+
+def render(json_path: Path, results_dir: Path) -> int:
+    """Re-write <stamp>.md/.png and latest.* from an earlier run's JSON (no broker runs)."""
+    try:
+        data = json.loads(json_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"benchmarks/run --render: cannot read {json_path}: {exc}. "
+                         "Fix: pass a results JSON written by benchmarks/run") from exc
+    paths = report.write_all(data, results_dir, json_path.stem)
+    print(paths.pop("markdown_text"))
+    for kind, path in paths.items():
+        print(f"wrote {kind}: {path}")
+    return 0

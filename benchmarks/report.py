@@ -140,6 +140,11 @@ def markdown(data: dict) -> str:
     if data.get("notes"):
         lines += ["", "How each figure was taken:", ""]
         lines += [f"- **{k}**: {v}" for k, v in data["notes"].items()]
+    load = data.get("loadavg") or {}
+    if load.get("n"):
+        lines += ["", f"Machine load during the run (1-minute load average, sampled every 10 s on "
+                      f"{m['cores']} cores): min {load['min']:.1f} / median {load['median']:.1f} / "
+                      f"max {load['max']:.1f}."]
     lines += ["", f"Command: `{data['command']}` ({data['elapsed_s']:.0f} s)."]
     return "\n".join(lines) + "\n"
 

@@ -91,3 +91,16 @@ def test_port_in_use_marks_the_cell_skipped(tmp_path):
     cell = suite.results["send_persistent_1"]["coilmq"]
     assert cell["status"] == "skipped" and "already in use. Fix" in cell["reason"]
     assert node.popen is None  # nothing was started
+
+
+def test_render_rewrites_the_report_from_json(tmp_path, capsys):
+    suite = Suite(workdir=tmp_path, log=lambda m: None)
+    suite.ok("consume_individual", "hamq", [10, 20, 30], "msgs/s")
+    data = dict(_data(suite), loadavg={"n": 2, "min": 1.0, "median": 1.5, "max": 2.0})
+    src = tmp_path / "run.json"
+    src.write_text(json.dumps(data))
+    assert cli.main(["--render", str(src), "--results-dir", str(tmp_path / "out")]) == 0
+    md = (tmp_path / "out" / "latest.md").read_text()
+    assert "10.0 / **20.0** / 30.0" in md and "median 1.5" in md
+    with pytest.raises(SystemExit, match="Fix: pass a results JSON"):
+        cli.main(["--render", str(tmp_path / "missing.json")])
