@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hamq.cli import main as cli_main
 from hamq.config.loader import ConfigError, load_config
@@ -173,3 +175,27 @@ def test_connector_limit_options(tmp_path):
     bad = inner.replace("256kb", "1kb")
     with pytest.raises(ConfigError, match="maxPendingBytes"):
         load_config(broker_xml(tmp_path, bad))
+
+
+FULL = (plugins(user() + user("ops", groups="admins"), attrs='anonymousAccessAllowed="false" maxLoginFailures="5"',
+                authz='<authorizationPlugin><map><authorizationMap><authorizationEntries>'
+                      '<authorizationEntry queue="orders.>" read="a" write="b" admin="c"/>'
+                      '<authorizationEntry topic="*.x,y" read="a"/>'
+                      '</authorizationEntries></authorizationMap></map></authorizationPlugin>')
+        + '  <sslContext certFile="/x/c.pem" keyFile="/x/k.pem" caFile="/x/ca.pem"/>\n')
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, len(FULL)), st.integers(0, 8),
+                          st.sampled_from(['"', "<", ">", "/", "=", " ", "$", ",", ".", "*", "x", "&amp;", ""])),
+                max_size=4))
+def test_mangled_security_config_is_loaded_or_refused_with_a_config_error(tmp_path, edits):
+    text = FULL
+    for pos, cut, insert in edits:
+        pos = min(pos, len(text))
+        text = text[:pos] + insert + text[pos + cut:]
+    path = broker_xml(tmp_path, text)
+    try:
+        load_config(path, check_filesystem=False)
+    except ConfigError as exc:
+        assert "Fix:" in str(exc)

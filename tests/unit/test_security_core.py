@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hamq.security.authentication import AccessDenied, Authenticator, LoginThrottle
@@ -112,6 +112,7 @@ def test_wildcards(pattern, name, expected):
 segment = st.text(alphabet="abc", min_size=1, max_size=2)
 
 
+@settings(max_examples=50, deadline=None)
 @given(st.lists(segment, min_size=1, max_size=4))
 def test_exact_and_catch_all_patterns_match_themselves(parts):
     name = ".".join(parts)
