@@ -137,3 +137,20 @@ def test_server_context_refuses_tls_below_1_2_and_need_without_ca(pki):
     assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2 and ctx.verify_mode == ssl.CERT_REQUIRED
     with pytest.raises(TLSSetupError, match="no caFile"):
         server_context(TLSConfig(pki / "broker.pem", pki / "broker.key"), need_client_auth=True)
+
+
+def test_stalled_tls_handshake_is_closed_after_connect_attempt_timeout(hamq_broker, pki, tmp_path):
+    render = hamq_broker.render_xml
+    hamq_broker.render_xml = lambda *a, **k: render(*a, **k).replace("stomp://", "stomp+ssl://")
+    try:
+        broker = hamq_broker(node_name="stall", kahadb_dir=tmp_path / "stall",
+                             extra=f'<sslContext certFile="{pki / "broker.pem"}" keyFile="{pki / "broker.key"}"/>',
+                             connector_options="connectAttemptTimeout=500")
+    finally:
+        hamq_broker.render_xml = render
+    with socket.create_connection(("127.0.0.1", broker.stomp_port), timeout=30) as sock:
+        # a TCP connection that never starts the handshake (slowloris) is closed by the broker
+        try:
+            assert sock.recv(1) == b""
+        except ConnectionResetError:
+            pass
