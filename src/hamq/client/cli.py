@@ -55,7 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     )
     parser.add_argument("destination", metavar="DESTINATION", help="e.g. /queue/orders")
     parser.add_argument("--login", help="STOMP login")
-    parser.add_argument("--passcode", help="STOMP passcode")
+    parser.add_argument("--passcode", default=os.environ.get("HAMQ_PASSCODE"),
+                        help="STOMP passcode (default: $HAMQ_PASSCODE; the environment is not visible in ps)")
     parser.add_argument("--vhost", help="CONNECT host header (default: the host of the broker URI)")
     parser.add_argument(
         "--rate-log", metavar="FILE", help="write per-second samples (JSON lines: t, count, rate)"
