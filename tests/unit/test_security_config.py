@@ -199,3 +199,12 @@ def test_mangled_security_config_is_loaded_or_refused_with_a_config_error(tmp_pa
         load_config(path, check_filesystem=False)
     except ConfigError as exc:
         assert "Fix:" in str(exc)
+
+
+def test_check_config_summary_names_the_security(tmp_path, capsys):
+    path = broker_xml(tmp_path, plugins(user()))
+    assert cli_main(["check-config", str(path)]) == 0
+    assert "authentication 1 users" in capsys.readouterr().out
+    plain = broker_xml(tmp_path, "")
+    assert cli_main(["check-config", str(plain)]) == 0
+    assert "no authentication (anyone may connect)" in capsys.readouterr().out

@@ -659,6 +659,9 @@ def summary(cfg: BrokerConfig) -> str:
         parts.append(f"status http://{cfg.status_endpoint.host}:{cfg.status_endpoint.port}")
     if cfg.scheduler_support:
         parts.append(f"scheduler in {cfg.scheduler_directory}")
+    from hamq.security.config import summary as security_summary
+
+    parts.append(security_summary(cfg.security))
     if p.allow_unsafe_storage:
         parts.append("UNSAFE STORAGE ALLOWED")
     return "; ".join(parts)

@@ -311,3 +311,23 @@ def build(plugins_el, ssl_el, namespace: str, error: ErrorFactory, check_filesys
     if ssl_el is not None:
         security.tls = read_ssl_context(ssl_el, namespace, error, check_filesystem)
     return security
+
+
+def summary(security: Optional[SecurityConfig]) -> str:
+    """For ``hamq check-config``: what security the file turns on."""
+    if security is None or (security.authentication is None and security.authorization is None
+                            and security.tls is None):
+        return "no authentication (anyone may connect)"
+    parts = []
+    authn = security.authentication
+    if authn is None:
+        parts.append("no authentication (anyone may connect)")
+    else:
+        source = f" + {authn.users_file}" if authn.users_file else ""
+        parts.append(f"authentication {len(authn.users)} users{source}"
+                     + (", anonymous allowed" if authn.anonymous_access_allowed else ""))
+    if security.authorization is not None:
+        parts.append(f"authorization {len(security.authorization.entries)} entries")
+    if security.tls is not None:
+        parts.append("TLS" + (" with client CA" if security.tls.ca_file else ""))
+    return ", ".join(parts)
