@@ -147,3 +147,13 @@ def test_server_context_names_unusable_files(tmp_path):
     (tmp_path / "junk.pem").write_text("not a certificate")
     with pytest.raises(TLSSetupError, match="Fix:"):
         server_context(TLSConfig(tmp_path / "junk.pem", tmp_path / "junk.pem"))
+
+
+def test_throttle_unit_is_the_ipv4_address_or_the_ipv6_slash_64():
+    from hamq.security.authentication import peer_address
+
+    assert peer_address(("192.0.2.1", 5)) == "192.0.2.1"
+    assert peer_address(("2001:db8:1:2:aaaa::1", 5, 0, 0)) == peer_address(("2001:db8:1:2:bbbb::9", 6, 0, 0))
+    assert peer_address(("2001:db8:1:2::1", 5, 0, 0)) == "2001:db8:1:2::/64"
+    assert peer_address(("::ffff:192.0.2.1", 5, 0, 0)) == "192.0.2.1"
+    assert peer_address(None) == "local"

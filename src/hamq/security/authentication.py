@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import os
 from collections import OrderedDict
 from typing import Dict, FrozenSet, Optional, Tuple
@@ -90,9 +91,23 @@ class LoginThrottle:
 
 
 def peer_address(peer) -> str:
-    """The host part of a socket peer, the unit that login throttling counts by."""
+    """The unit that login throttling counts by: the IPv4 address, or the IPv6 /64.
+
+    One IPv6 host usually owns a whole /64, so counting single IPv6 addresses
+    would let it try a new address for every guess.
+    """
     if isinstance(peer, (tuple, list)) and peer:
-        return str(peer[0])
+        host = str(peer[0])
+        if ":" in host:
+            try:
+                ip = ipaddress.ip_address(host.split("%", 1)[0])
+            except ValueError:
+                return host
+            if ip.version == 6 and ip.ipv4_mapped is None:
+                return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+            if ip.version == 6:
+                return str(ip.ipv4_mapped)
+        return host
     return str(peer or "local")
 
 
