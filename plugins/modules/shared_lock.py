@@ -72,9 +72,11 @@ options:
     default: false
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: C(hold) and C(release) only report what they would change.
   diff_mode:
+    description: Will return details on what has changed when in diff mode.
     support: none
 notes:
   - Linux only (OFD locks, C(/proc/self/mountinfo)).

@@ -42,10 +42,9 @@ def pytest_unconfigure(config):
 @pytest.fixture(scope="session")
 def collection_pythonpath():
     """PYTHONPATH under which a subprocess can import ansible_collections.hamq.cluster."""
-    import ansible_collections.hamq.cluster.plugins as plugins
+    from ansible_collections.hamq.cluster import plugins
 
     # .../ansible_collections/hamq/cluster/plugins -> the directory above ansible_collections
     path = list(plugins.__path__)[0]
-    for _ in range(4):
-        path = os.path.dirname(path)
+    path = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(path))))
     return os.pathsep.join([path] + [p for p in sys.path if p])
