@@ -18,7 +18,7 @@ PW = hash_password("pw", 1000)
 
 def secured(anonymous: bool = False) -> Harness:
     users = {name: UserConfig(name, PW, groups) for name, groups in
-             {"prod": ("producers",), "cons": ("consumers",), "boss": ("admins",)}.items()}
+             {"prod": ("producers",), "cons": ("consumers",), "boss": ("admins", "consumers")}.items()}
     security = SecurityConfig(
         authentication=AuthenticationConfig(users=users, anonymous_access_allowed=anonymous, max_login_failures=3),
         authorization=AuthorizationConfig([
@@ -140,3 +140,16 @@ def test_no_security_config_allows_everything():
     h.connect("c", login="x", passcode="y")
     h.send("c", "SEND", b"x", destination="/queue/any", receipt="r")
     assert [f.command for f in h.take("c")] == ["RECEIPT"]
+
+
+def test_removing_a_durable_subscription_needs_admin():
+    h = secured()
+    h.connect("boss", login="boss", passcode="pw", client_id="shared")
+    h.send("boss", "SUBSCRIBE", **{"destination": "/topic/news", "id": "s", "activemq.subscriptionName": "d"})
+    h.send("boss", "UNSUBSCRIBE", id="s")  # closes the subscription, keeps the durable one
+    h.drop("boss")
+    h.connect("c", login="cons", passcode="pw", client_id="shared")
+    h.send("c", "UNSUBSCRIBE", **{"activemq.subscriptionName": "d", "receipt": "rm"})
+    (err,) = h.take("c", "ERROR")
+    assert err.get("receipt-id") == "rm" and "administer" in err.get("message")
+    assert len(h.broker.durables) == 1
