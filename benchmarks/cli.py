@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     data = {
         "date": now.strftime("%Y-%m-%d %H:%M UTC"),
         "mode": ("quick" if args.quick else "full") + (f", only {','.join(scenarios)}" if args.only else ""),
-        "command": "benchmarks/run " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
+        "command": " ".join(["benchmarks/run"] + [shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)]),
         "machine": report.machine(),
         "unavailable": suite.unavailable,
         "notes": dict(suite.notes, **({"interrupted": interrupted} if interrupted else {})),
