@@ -408,13 +408,7 @@ class Journal:
         target = max(end, min(self.offset + chunk, self.max_segment_bytes))
         start = max(end, self._filled_to)
         if target > start:
-            try:
-                _pwrite_all(self._fd, fill_at(start, target - start), start)
-            except OSError as exc:
-                # a nearly full disk: the data itself may still fit; carry on without preallocating
-                log.warning("cannot preallocate journal segment %d (%s); writing without it", self.segment, exc)
-                self.preallocate = False
-                return
+            _pwrite_all(self._fd, fill_at(start, target - start), start)
         self._filled_to = max(target, end)
 
     def _trim(self, fd: int) -> None:
