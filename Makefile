@@ -27,12 +27,13 @@ LAB_INVENTORY ?= inventories/lab
 COLLECTION_LINK := .ansible/collections/ansible_collections/hamq/cluster
 TIMED := lab/timed.sh
 
-.PHONY: help venv link images lab lab-up lab-site lab-drill lab-destroy \
+.PHONY: help venv link images lab lab-up lab-site lab-drill lab-verify lab-destroy \
         test ruff pytest ansible-checks molecule clean
 
 help:
 	@echo "make lab          build the Docker lab, deploy with site.yml, run the failover drill"
 	@echo "make test         what CI runs: ruff, pytest, ansible checks, molecule test --all"
+	@echo "make lab-verify   check the running lab (one master, slaves, shared store, lock holder, drill report)"
 	@echo "make lab-destroy  remove the lab"
 	@echo "make venv         create $(VENV) from requirements.txt"
 
@@ -79,6 +80,11 @@ lab-drill: venv link
 	  -e 'drill_host_start_command="docker start {host}"' \
 	  -e drill_report_path=$(CURDIR)/drill-report.json
 	@$(BIN)/python lab/drill_summary.py $(CURDIR)/drill-report.json
+
+# The default molecule scenario's testinfra checks, run against the lab.
+lab-verify: venv
+	MOLECULE_INVENTORY_FILE=$(LAB_INVENTORY) MOLECULE_EPHEMERAL_DIRECTORY=$(CURDIR) \
+	  $(BIN)/pytest -p no:cacheprovider extensions/molecule/default/tests
 
 lab-destroy: venv
 	$(BIN)/ansible-playbook -i $(LAB_INVENTORY) playbooks/lab_destroy.yml
