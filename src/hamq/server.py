@@ -83,6 +83,9 @@ class StompProtocol(asyncio.Protocol):
         #: Outputs waiting for the store to become durable up to their after_lsn, in order.
         self.held: Deque[Output] = deque()
         self.closed = False
+        #: Reading stops while the client's output backs up (write) or its SEND waits for room (flow).
+        self.write_paused = False
+        self.flow_paused = False
 
     # -- asyncio callbacks --------------------------------------------------------
     def connection_made(self, transport) -> None:
@@ -115,6 +118,8 @@ class StompProtocol(asyncio.Protocol):
             return
         decoder = self.decoder
         decoder.feed(data)
+        if self.flow_paused:
+            return  # bytes already in flight when reading stopped: decoded on resume
         broker.touch(self.conn_id)
         try:
             while True:
@@ -129,6 +134,11 @@ class StompProtocol(asyncio.Protocol):
                     break
                 broker.receive(self.conn_id, event)
                 decoder.version = broker.version_of(self.conn_id)
+                if broker.is_blocked(self.conn_id):
+                    # Producer flow control: the rest stays undecoded, the socket unread.
+                    self.flow_paused = True
+                    self.transport.pause_reading()
+                    break
         except Exception as exc:  # a store failure ends the master term
             node.fail(exc)
             return
@@ -142,15 +152,26 @@ class StompProtocol(asyncio.Protocol):
             self.node.flush()
 
     def pause_writing(self) -> None:
+        self.write_paused = True
         self.node.guard(self.node.broker and self.node.broker.set_writable, self.conn_id, False)
         if self.transport is not None:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
+        self.write_paused = False
         self.node.guard(self.node.broker and self.node.broker.set_writable, self.conn_id, True)
-        if self.transport is not None and not self.closed:
+        if self.transport is not None and not self.closed and not self.flow_paused:
             self.transport.resume_reading()
         self.node.flush()
+
+    def flow_resume(self) -> None:
+        """The held SEND went through: read again, starting with the bytes already buffered."""
+        self.flow_paused = False
+        if self.closed or self.transport is None:
+            return
+        if not self.write_paused:
+            self.transport.resume_reading()
+        asyncio.get_running_loop().call_soon(self.data_received, b"")
 
     # -- output -----------------------------------------------------------------------
     def release(self, durable_lsn: int) -> None:
@@ -608,6 +629,10 @@ class BrokerNode:
         durable = store.durable_lsn if store is not None else 0
         touched = set()
         protocols = self.protocols
+        for conn_id in broker.take_resumed():
+            proto = protocols.get(conn_id)
+            if proto is not None:
+                proto.flow_resume()
         for out in outputs:
             proto = protocols.get(out.conn_id)
             if proto is None:

@@ -304,8 +304,8 @@ def test_durable_keys_cannot_collide():
     assert durable_key("cid", "sub") == "durable:cid:sub"
 
 
-def test_non_persistent_queue_refuses_past_its_memory_limit_and_recovers():
-    h = Harness()
+def test_send_fail_if_no_space_refuses_past_the_memory_limit_and_recovers():
+    h = Harness(send_fail_if_no_space=True)
     h.broker.queue_memory_limit = 10_000
     h.connect("p")
     body = b"x" * 3000
@@ -325,7 +325,7 @@ def test_non_persistent_queue_refuses_past_its_memory_limit_and_recovers():
 
 
 def test_refused_send_fails_the_commit_before_its_acks_apply():
-    h = Harness()
+    h = Harness(send_fail_if_no_space=True)
     h.broker.queue_memory_limit = 5000
     h.connect("c")
     h.send("c", "SUBSCRIBE", destination="/queue/in", id="s", ack="client-individual")

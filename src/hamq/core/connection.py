@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from collections import deque
+from typing import Deque, Dict, Optional, Tuple
 
 from hamq.core.subscriptions import Subscription
 from hamq.core.transactions import Transaction
@@ -34,6 +35,9 @@ class ClientConnection:
         #: False while the transport's write buffer is above its high-water mark.
         self.writable = True
         self.message_seq = 0
+        #: Producer flow control: frames held (in order) while ``blocked_on`` is over its memory limit.
+        self.parked: Deque = deque()
+        self.blocked_on = None
 
     @property
     def heartbeats(self) -> Tuple[int, int]:

@@ -24,14 +24,18 @@ log = logging.getLogger("hamq.engine")
 
 DEFAULT_WINDOW = 1000
 #: Bytes of message bodies a queue keeps in memory. Persistent messages past it
-#: stay on disk (paged); non-persistent ones past it are refused (queues) or the
-#: oldest are discarded (a non-durable topic subscriber that does not keep up),
-#: so no destination can exhaust the broker's memory.
+#: stay on disk (paged); a producer of non-persistent ones to a full queue is
+#: held (producer flow control: its receipt comes late, never an ERROR), and a
+#: non-durable topic subscriber that does not keep up loses its oldest, so no
+#: destination can exhaust the broker's memory. See docs/flow-control.md.
 DEFAULT_MEMORY_LIMIT = 64 * 1024 * 1024
+#: A full queue takes held producers again once it has drained to this share of
+#: its limit; the gap keeps producers from waking for every single message.
+RESUME_FRACTION = 0.7
 
 
 class QueueFull(Exception):
-    """A non-persistent message does not fit in its queue's memory limit."""
+    """A non-persistent message does not fit in its queue's memory limit (``sendFailIfNoSpace`` only)."""
 
 
 def queue_key(name: str) -> str:
@@ -62,6 +66,10 @@ class MessageQueue:
         #: Body bytes of the messages in ``memory`` (see DEFAULT_MEMORY_LIMIT).
         self.memory_bytes = 0
         self.memory_limit = DEFAULT_MEMORY_LIMIT
+        #: Producer flow control: set at the limit, cleared at RESUME_FRACTION of it.
+        self.flow_blocked = False
+        #: Connections whose SEND waits for room here, first come first served.
+        self.blocked_producers: Deque = deque()
         self.discarded = 0
         self.consumers: list = []
         self.rr = 0
@@ -70,6 +78,26 @@ class MessageQueue:
         self.dequeued = 0
 
     # -- feeding -----------------------------------------------------------------
+    def pages_to_disk(self, persistent: bool) -> bool:
+        """A persistent message to a stored queue costs no memory past the limit: it stays on disk."""
+        return persistent and self.store is not None
+
+    def over_limit(self) -> bool:
+        """True while producers of in-memory messages must wait (limit reached, not yet drained).
+
+        The message that reaches the limit is still taken, so a body larger than
+        the whole limit gets through an empty queue instead of waiting forever.
+        """
+        if self.flow_blocked:
+            if self.memory_bytes > self.memory_limit * RESUME_FRACTION:
+                return True
+            self.flow_blocked = False
+            return False
+        if self.memory_bytes >= self.memory_limit:
+            self.flow_blocked = True
+            return True
+        return False
+
     def check_room(self, message: Message) -> None:
         """Raise QueueFull if a non-persistent ``message`` would pass this queue's memory limit."""
         if (self.kind == "queue" and not (message.persistent and self.store is not None)

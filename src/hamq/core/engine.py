@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import deque
 from typing import Dict, List, Optional, Tuple
 
 from hamq import __version__
@@ -71,6 +72,14 @@ class Output:
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         what = self.frame.command if self.frame is not None else ("CLOSE" if self.close else "HEARTBEAT")
         return f"Output({self.conn_id!r}, {what}, after_lsn={self.after_lsn})"
+
+
+class _Blocked(Exception):
+    """A SEND (or COMMIT) must wait: its queue is over its memory limit (producer flow control)."""
+
+    def __init__(self, queue: MessageQueue):
+        super().__init__(queue.name)
+        self.queue = queue
 
 
 class StompError(Exception):
@@ -143,7 +152,12 @@ class Broker:
         #: Messages a queue keeps in memory; persistent ones beyond it are paged from the store.
         self.queue_window = DEFAULT_WINDOW
         #: Body bytes a queue keeps in memory (see destinations.DEFAULT_MEMORY_LIMIT).
-        self.queue_memory_limit = DEFAULT_MEMORY_LIMIT
+        self.queue_memory_limit = getattr(config, "memory_limit", None) or DEFAULT_MEMORY_LIMIT
+        #: ActiveMQ's sendFailIfNoSpace: refuse with an ERROR instead of holding the producer.
+        self.send_fail_if_no_space = bool(getattr(config, "send_fail_if_no_space", False))
+        #: Queues with held producers, and connections whose held frames just went through.
+        self._flow_queues: Dict[int, MessageQueue] = {}
+        self._resumed: List[object] = []
         self._handlers = {
             "SEND": self._on_send,
             "SUBSCRIBE": self._on_subscribe,
@@ -191,6 +205,9 @@ class Broker:
         if conn is None:
             return
         conn.closing = True
+        conn.parked.clear()
+        if conn.blocked_on is not None and conn in conn.blocked_on.blocked_producers:
+            conn.blocked_on.blocked_producers.remove(conn)
         conn.transactions.clear()
         for sub in list(conn.subscriptions.values()):
             self._close_subscription(sub)
@@ -214,6 +231,17 @@ class Broker:
         if conn is not None:
             conn.last_read = self.clock()
 
+    def is_blocked(self, conn_id) -> bool:
+        """True while a frame of ``conn_id`` waits for room: the server stops reading that socket."""
+        conn = self.connections.get(conn_id)
+        return conn is not None and bool(conn.parked)
+
+    def take_resumed(self) -> list:
+        """Connections whose held frames went through since the last call: read from them again."""
+        resumed = self._resumed
+        self._resumed = []
+        return resumed
+
     def version_of(self, conn_id) -> str:
         conn = self.connections.get(conn_id)
         return conn.version if conn is not None else "1.0"
@@ -228,6 +256,9 @@ class Broker:
         if isinstance(event, HeartBeat):
             return
         frame: Frame = event
+        if conn.parked:  # in order behind the held SEND
+            conn.parked.append(frame)
+            return
         try:
             if not conn.connected:
                 if frame.command in ("CONNECT", "STOMP"):
@@ -240,6 +271,8 @@ class Broker:
                 raise StompError(f"unknown STOMP command {frame.command!r}",
                                  "use SEND, SUBSCRIBE, UNSUBSCRIBE, ACK, NACK, BEGIN, COMMIT, ABORT or DISCONNECT")
             handler(conn, frame)
+        except _Blocked as blocked:
+            self._hold(conn, frame, blocked.queue)
         except StompError as exc:
             self._error(conn, exc.problem, exc.fix, frame.get("receipt"), exc.fatal)
 
@@ -255,6 +288,8 @@ class Broker:
     def take_outputs(self) -> List[Output]:
         """Dispatch what can be dispatched, write store batches, return the outputs."""
         self._run_dispatch()
+        if self._flow_queues:
+            self._resume_producers()
         self._flush_store()
         outputs = self._outputs
         self._outputs = []
@@ -276,7 +311,9 @@ class Broker:
                     log.info("closing %s: no CONNECT within %.1f s", conn.peer, self.connect_timeout)
                     self._close(conn)
                 continue
-            if conn.expect_heartbeat_ms and (now - conn.last_read) * 1000 > conn.expect_heartbeat_ms * self.heartbeat_grace:
+            if conn.parked:
+                conn.last_read = now  # we stopped reading it: its heart-beats wait in the socket
+            elif conn.expect_heartbeat_ms and (now - conn.last_read) * 1000 > conn.expect_heartbeat_ms * self.heartbeat_grace:
                 log.info("closing %s: no data or heart-beat for %.1f s (heart-beat %d ms x grace %.1f)",
                          conn.peer, now - conn.last_read, conn.expect_heartbeat_ms, self.heartbeat_grace)
                 self._close(conn)
@@ -376,6 +413,7 @@ class Broker:
             self._transaction(conn, tx_id).sends.append(frame)
             self._receipt(conn, frame)
             return
+        self._check_flow([frame])
         lsn = self._publish(conn, [frame])
         self._receipt(conn, frame, after_lsn=lsn)
 
@@ -521,6 +559,7 @@ class Broker:
 
     def _on_commit(self, conn: ClientConnection, frame: Frame) -> None:
         tx = self._transaction(conn, self._tx_header(frame))
+        self._check_flow(tx.sends)
         # Prepared first, so a refused send fails the COMMIT before any ack applies.
         prepared = self._prepare(conn, tx.sends) if tx.sends else None
         del conn.transactions[tx.id]
@@ -723,14 +762,16 @@ class Broker:
                 else:
                     copy.key = None
                     placements.append((queue, copy, -1))
-        for queue, message, _ in placements:
+        for queue, message, _ in placements if self.send_fail_if_no_space else ():
             try:
                 queue.check_room(message)
             except QueueFull:
                 raise StompError(
                     f"queue {queue.name!r} holds {queue.memory_bytes // (1024 * 1024)} MiB of non-persistent "
-                    "messages waiting for a consumer, its memory limit; this message was not accepted",
-                    "consume from the queue, or send with persistent:true (stored on disk, paged)") from None
+                    'messages waiting for a consumer, its memory limit, and sendFailIfNoSpace="true" refuses '
+                    "this message instead of holding the producer",
+                    "consume from the queue, send with persistent:true (stored on disk, paged), or remove "
+                    'sendFailIfNoSpace="true" so producers wait for room') from None
         return adds, placements, duplicate, topics
 
     def _place(self, prepared) -> int:
@@ -750,6 +791,55 @@ class Broker:
             queue.add(message)
             self._mark_dirty(queue)
         return lsn
+
+    # ------------------------------------------------------------------ helpers: flow control
+    def _check_flow(self, frames: List[Frame]) -> None:
+        """Raise _Blocked if a frame would add memory to a queue over its limit.
+
+        Runs before anything is built or stored, so a held frame is simply run
+        again later. Persistent messages to a stored queue never wait: past the
+        limit they stay on disk. Topics are not held (see docs/flow-control.md).
+        """
+        if self.send_fail_if_no_space:
+            return  # _prepare refuses instead
+        for frame in frames:
+            try:
+                kind, name = parse_destination(frame.get("destination"))
+            except StompError:
+                return  # _prepare names the problem
+            if kind != "queue" or (self.scheduler is not None and _is_scheduled(frame)):
+                continue
+            queue = self.queues.get(name)
+            if queue is None or queue.pages_to_disk(frame.get("persistent") == "true"):
+                continue
+            if queue.over_limit():
+                raise _Blocked(queue)
+
+    def _hold(self, conn: ClientConnection, frame: Frame, queue: MessageQueue) -> None:
+        """Keep ``frame`` (and all that follows on ``conn``) until ``queue`` has room."""
+        conn.parked.append(frame)
+        conn.blocked_on = queue
+        queue.blocked_producers.append(conn)
+        if len(queue.blocked_producers) == 1:
+            log.info("queue %s is at its memory limit (%d bytes): holding its producers until consumers "
+                     "drain it", queue.name, queue.memory_limit)
+        self._flow_queues[id(queue)] = queue
+
+    def _resume_producers(self) -> None:
+        """Run the held frames of producers whose queue drained below its resume mark."""
+        for key, queue in list(self._flow_queues.items()):
+            while queue.blocked_producers and not queue.over_limit():
+                conn = queue.blocked_producers.popleft()
+                conn.blocked_on = None
+                frames = conn.parked
+                conn.parked = deque()
+                conn.last_read = self.clock()
+                for frame in frames:
+                    self.receive(conn.id, frame)  # may hold again; later frames queue behind it
+                if not conn.parked and conn.id in self.connections:
+                    self._resumed.append(conn.id)
+            if not queue.blocked_producers:
+                del self._flow_queues[key]
 
     def _schedule(self, frame: Frame) -> bool:
         """Hand a SEND with AMQ_SCHEDULED_* headers to the scheduler; True if it became a job."""
@@ -914,6 +1004,12 @@ class Broker:
                 if out.after_lsn < self.last_lsn:
                     out.after_lsn = self.last_lsn
             self._awaiting_flush = []
+
+
+def _is_scheduled(frame: Frame) -> bool:
+    from hamq.core.scheduler import Scheduler
+
+    return Scheduler.is_scheduled(frame.headers)
 
 
 def _flag(frame: Frame, *names: str) -> bool:
