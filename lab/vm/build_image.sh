@@ -23,7 +23,7 @@ cache=${1:-${HAMQ_VM_CACHE:-$here/../../.lab/vm}}
 mkdir -p "$cache"
 cache=$(cd "$cache" && pwd)
 
-packages=(systemd-sysv udev dbus openssh-server python3 python3-venv
+packages=(systemd-sysv udev dbus openssh-server python3 python3-venv python3-apt
           nfs-kernel-server nfs-common linux-image-amd64 initramfs-tools zstd
           corosync dlm-controld gfs2-utils iproute2 procps kmod util-linux)
 
