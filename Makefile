@@ -61,10 +61,11 @@ images:
 # --- the lab -----------------------------------------------------------------
 
 lab: venv link
-	@$(TIMED) "lab: images and containers" $(MAKE) --no-print-directory lab-up
-	@$(TIMED) "lab: site.yml" $(MAKE) --no-print-directory lab-site
-	@$(TIMED) "lab: failover drill" $(MAKE) --no-print-directory lab-drill
-	@$(TIMED) --summary
+	@$(TIMED) --reset; rc=0; \
+	$(TIMED) "lab: images and containers" $(MAKE) --no-print-directory lab-up || rc=1; \
+	[ $$rc = 1 ] || $(TIMED) "lab: site.yml" $(MAKE) --no-print-directory lab-site || rc=1; \
+	[ $$rc = 1 ] || $(TIMED) "lab: failover drill" $(MAKE) --no-print-directory lab-drill || rc=1; \
+	$(TIMED) --summary; exit $$rc
 
 lab-up: venv
 	$(BIN)/ansible-playbook -i $(LAB_INVENTORY) playbooks/lab.yml
