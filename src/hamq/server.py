@@ -282,10 +282,11 @@ class BrokerNode:
             "destinations": [],
             "durableSubscriptions": [],
             "connections": 0,
+            "blockedProducers": 0,
         }
         if self.broker is not None and self.role == "master":
             figures = self.broker.status()
-            for key in ("destinations", "durableSubscriptions", "connections"):
+            for key in ("destinations", "durableSubscriptions", "connections", "blockedProducers"):
                 body[key] = figures[key]
         if self.store is not None:
             body["store"] = {"durableLsn": self.store.durable_lsn, "syncRounds": self.sync_rounds,

@@ -37,7 +37,7 @@ def test_send_past_the_limit_gets_its_receipt_late_not_an_error():
     full_queue(h)
     send(h, "p", "/queue/q", b"late", receipt="r4")
     assert h.take("p") == []  # no RECEIPT, no ERROR
-    assert h.broker.is_blocked("p")
+    assert h.broker.is_blocked("p") and h.broker.status()["blockedProducers"] == 1
     assert h.broker.queues["q"].enqueued == 4  # held, not yet queued
     h.connect("c")
     h.send("c", "SUBSCRIBE", destination="/queue/q", id="s")

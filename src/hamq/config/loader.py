@@ -518,7 +518,8 @@ def _read_broker(ctx: _Ctx, el: Element) -> BrokerConfig:
     children = _children(
         ctx,
         el,
-        ("persistenceAdapter", "transportConnectors", "statusEndpoint", "redeliveryPolicy", "plugins", "sslContext"),
+        ("persistenceAdapter", "transportConnectors", "statusEndpoint", "redeliveryPolicy", "plugins", "sslContext",
+         "destinationPolicy", "systemUsage"),
         namespace,
     )
     if "persistenceAdapter" not in children:
@@ -567,6 +568,18 @@ def _read_broker(ctx: _Ctx, el: Element) -> BrokerConfig:
         max_redeliveries = _Attrs(ctx, rp, ("maximumRedeliveries",)).typed(
             "maximumRedeliveries", parse_int, 6, -1, INT32_MAX
         )
+    memory_limit = None
+    if "destinationPolicy" in children:
+        memory_limit = _read_destination_policy(ctx, children["destinationPolicy"], namespace)
+    send_fail = False
+    if "systemUsage" in children:
+        outer = children["systemUsage"]
+        inner = _children(ctx, outer, ("systemUsage",), namespace).get("systemUsage")
+        if inner is None:
+            raise ctx.error(outer.line, "<systemUsage> is empty",
+                            'write <systemUsage><systemUsage sendFailIfNoSpace="true"/></systemUsage> or remove it')
+        _children(ctx, inner, (), namespace)
+        send_fail = _Attrs(ctx, inner, ("sendFailIfNoSpace",)).typed("sendFailIfNoSpace", parse_bool, False)
     from hamq.security import config as security_config
 
     security = security_config.build(children.get("plugins"), children.get("sslContext"), namespace, ctx.error,
@@ -580,8 +593,39 @@ def _read_broker(ctx: _Ctx, el: Element) -> BrokerConfig:
         status_endpoint=status,
         scheduler_support=scheduler,
         maximum_redeliveries=max_redeliveries,
+        memory_limit=memory_limit,
+        send_fail_if_no_space=send_fail,
         security=security,
     )
+
+
+def _read_destination_policy(ctx: _Ctx, el: Element, namespace: str) -> Optional[int]:
+    """``<destinationPolicy><policyMap><policyEntries><policyEntry queue=">" memoryLimit="64mb"/>``.
+
+    hamq has one memory limit for every destination, so the one entry must match all of them.
+    """
+    shape = '<destinationPolicy><policyMap><policyEntries><policyEntry queue=">" memoryLimit="64mb"/>'
+    current = el
+    for tag in ("policyMap", "policyEntries", "policyEntry"):
+        child = _children(ctx, current, (tag,), namespace).get(tag)
+        if child is None:
+            raise ctx.error(current.line, f"<{current.tag}> has no <{tag}>", f"write {shape} or remove it")
+        current = child
+    _children(ctx, current, (), namespace)
+    attrs = _Attrs(ctx, current, ("queue", "topic", "memoryLimit", "producerFlowControl"))
+    for name in ("queue", "topic"):
+        pattern = attrs.raw(name)
+        if pattern is not None and pattern.strip() != ">":
+            raise ctx.error(current.line, f'<policyEntry {name}="{pattern}">: hamq has one policy for all '
+                            "destinations and cannot match a pattern", f'write {name}=">"')
+    if not attrs.has("queue") and not attrs.has("topic"):
+        raise ctx.error(current.line, "<policyEntry> names no destinations", 'add queue=">"')
+    if not attrs.typed("producerFlowControl", parse_bool, True):
+        raise ctx.error(current.line, '<policyEntry producerFlowControl="false"> is not supported: hamq has no '
+                        "temporary store to spool non-persistent messages to",
+                        'remove it (producers wait for room), or refuse sends with '
+                        '<systemUsage><systemUsage sendFailIfNoSpace="true"/></systemUsage>')
+    return attrs.typed("memoryLimit", parse_size, None, 64 * 1024, INT32_MAX)
 
 
 def _wrong_namespace(ctx: _Ctx, el: Element) -> ConfigError:
@@ -662,6 +706,10 @@ def summary(cfg: BrokerConfig) -> str:
     from hamq.security.config import summary as security_summary
 
     parts.append(security_summary(cfg.security))
+    if cfg.memory_limit is not None or cfg.send_fail_if_no_space:
+        limit = f"{(cfg.memory_limit or 64 * 1024 * 1024) / (1024 * 1024):g} MiB"
+        parts.append(f"memory limit {limit} per destination, "
+                     + ("sends past it refused" if cfg.send_fail_if_no_space else "producers wait past it"))
     if p.allow_unsafe_storage:
         parts.append("UNSAFE STORAGE ALLOWED")
     return "; ".join(parts)

@@ -81,6 +81,11 @@ class BrokerConfig:
     #: -1 means never dead-letter on redelivery count, as in ActiveMQ.
     maximum_redeliveries: int = 6
     dead_letter_queue: str = "ActiveMQ.DLQ"
+    #: ``<destinationPolicy>`` ``<policyEntry queue=">" memoryLimit=...>``: body bytes one destination keeps in
+    #: memory before its producers wait (producer flow control); None = 64 MiB.
+    memory_limit: Optional[int] = None
+    #: ``<systemUsage><systemUsage sendFailIfNoSpace="true"/>``: refuse with an ERROR instead of waiting.
+    send_fail_if_no_space: bool = False
     #: ``<plugins>`` and ``<sslContext>``: a ``hamq.security.model.SecurityConfig``, or None if neither is set.
     security: Optional[object] = None
     #: Where the config came from, for messages.

@@ -343,6 +343,8 @@ class Broker:
             "brokerName": getattr(self.config, "broker_name", ""),
             "nodeName": getattr(self.config, "node_name", ""),
             "connections": sum(1 for c in self.connections.values() if c.connected),
+            #: Connections whose SEND waits for room (producer flow control).
+            "blockedProducers": sum(1 for c in self.connections.values() if c.parked),
             "destinations": destinations,
             "durableSubscriptions": durables,
         }
