@@ -194,7 +194,20 @@ def encode_checkpoint(c: Checkpoint) -> List[bytes]:
 
 
 def decode_checkpoint(data: bytes) -> Checkpoint:
-    """Parse a checkpoint; raises ValueError naming what is wrong."""
+    """Parse a checkpoint; raises ValueError naming what is wrong.
+
+    A checkpoint whose checksum is right can still be malformed (written by an
+    older format, or deliberately crafted): every structural fault becomes a
+    ValueError, so the store quarantines the file and falls back instead of
+    crashing at every start.
+    """
+    try:
+        return _decode_checkpoint(data)
+    except (IndexError, struct.error, UnicodeDecodeError, OverflowError, MemoryError) as exc:
+        raise ValueError(f"malformed checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+def _decode_checkpoint(data: bytes) -> Checkpoint:
     if len(data) < CKPT_HEAD.size + 4:
         raise ValueError("file is too short to be a checkpoint")
     (crc,) = struct.unpack_from("<I", data, len(data) - 4)
