@@ -214,17 +214,11 @@ def markdown(runs, summary, png_name=None):
             {True: "every check passed", False: "**a check FAILED**",
              None: "no check results in the input"}[summary["passed"]]),
         "",
-        "| figure | p50 | p99 | max |",
-        "|---|---:|---:|---:|",
-        "| takeover: kill → new master's port open (s) [%s] | %s | %s | %s |" % (
-            source, _fmt(st["takeover_seconds"]["p50"]), _fmt(st["takeover_seconds"]["p99"]),
-            _fmt(st["takeover_seconds"]["max"])),
-        "| client outage: kill → last client reconnected (s) | %s | %s | %s |" % (
-            _fmt(st["client_outage_seconds"]["p50"]), _fmt(st["client_outage_seconds"]["p99"]),
-            _fmt(st["client_outage_seconds"]["max"])),
-        "| old master back as slave: kill → seen as slave (s) | %s | %s | %s |" % (
-            _fmt(st["rejoin_seconds"]["p50"]), _fmt(st["rejoin_seconds"]["p99"]),
-            _fmt(st["rejoin_seconds"]["max"])),
+        "| figure | p50 | p99 | max | rounds |",
+        "|---|---:|---:|---:|---:|",
+        _stat_row("takeover: kill → new master's port open (s) [%s]" % source, st["takeover_seconds"]),
+        _stat_row("client outage: kill → last client reconnected (s)", st["client_outage_seconds"]),
+        _stat_row("old master back as slave: kill → seen as slave (s)", st["rejoin_seconds"]),
         "",
         "| messages | count |",
         "|---|---:|",
@@ -249,10 +243,15 @@ def markdown(runs, summary, png_name=None):
             _client_cell(rnd["clients"]["producer"]), _client_cell(rnd["clients"]["consumer"]),
             "%s after %s s" % (rnd.get("rejoined_as"), _fmt(rnd["rejoin_seconds"]))
             if rnd["rejoin_seconds"] is not None else str(rnd.get("rejoined_as"))))
-    lines += ["", "Times are from the kill. p99 of few rounds interpolates towards the max."]
+    lines += ["", "Times are from the kill; `rounds` counts the kills with that figure (no client reconnect "
+              "after a kill means the load had already ended). p99 of few rounds interpolates towards the max."]
     if png_name:
         lines += ["", "![drill timeline](%s)" % png_name]
     return "\n".join(lines) + "\n"
+
+
+def _stat_row(label, stat):
+    return "| %s | %s | %s | %s | %d |" % (label, _fmt(stat["p50"]), _fmt(stat["p99"]), _fmt(stat["max"]), stat["n"])
 
 
 def _client_cell(client):
@@ -293,9 +292,11 @@ def plot(runs, summary, path):
         _draw(ax, run, [rnd], rnd["killed_at"], label_kills=False)
         ax.set_xlim(-ZOOM_BEFORE, ZOOM_AFTER)
         ax.set_xlabel("seconds from kill %d" % rnd["index"])
-        ax.set_title("kill %d: %s → %s, takeover %s s, outage %s s" % (
-            rnd["index"], rnd.get("old_master"), rnd.get("new_master"), _fmt(rnd["takeover_seconds"]),
-            _fmt(rnd["client_outage_seconds"])), fontsize=9, loc="left")
+        outage = ("outage %s s" % _fmt(rnd["client_outage_seconds"]) if rnd["client_outage_seconds"] is not None
+                  else "no client reconnect (load over)")
+        ax.set_title("kill %d: %s → %s, takeover %s s, %s" % (
+            rnd["index"], rnd.get("old_master"), rnd.get("new_master"), _fmt(rnd["takeover_seconds"]), outage),
+            fontsize=9, loc="left")
         if j:
             ax.set_ylabel("")
     handles = [Line2D([], [], color="tab:blue", linewidth=1.6, label="producer msgs/s (receipted)"),
@@ -360,6 +361,7 @@ def write_report(paths, out_base, want_plot=True):
     """Write <out_base>.json/.md (and .png); returns (summary, png_path or None, hint or None)."""
     runs = load_runs(paths)
     summary = analyse(runs)
+    os.makedirs(os.path.dirname(os.path.abspath(out_base)), exist_ok=True)
     png_path, hint = None, None
     if want_plot:
         try:
@@ -368,7 +370,12 @@ def write_report(paths, out_base, want_plot=True):
             hint = NO_MATPLOTLIB_HINT % sys.executable
         else:
             png_path = out_base + ".png"
-            plot(runs, summary, png_path)
+            try:
+                plot(runs, summary, png_path)
+            except Exception as exc:  # the table matters more than the picture
+                hint = "drill-report.png failed (%s: %s); the JSON and markdown are complete." % (
+                    type(exc).__name__, exc)
+                png_path = None
     md = markdown(runs, summary, os.path.basename(png_path) if png_path else None)
     combined = {"summary": summary, "runs": runs}
     if len(runs) == 1:  # keep a single run's top-level fields where readers expect them
