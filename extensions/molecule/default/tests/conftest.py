@@ -19,6 +19,7 @@ from testinfra.utils.ansible_runner import AnsibleRunner
 CONFIG_FILE = "/etc/hamq/broker.xml"
 SERVICE = "hamq"
 BROKER_GROUP = "brokers"
+DEFAULT_PORTS = {"stomp": 61613, "stomp+ssl": 61612}
 # Brokers that just started may still be racing for the lock.
 SETTLE_SECONDS = 60
 
@@ -36,13 +37,22 @@ class Broker:
     host: testinfra.host.Host
     config: ET.Element
 
-    @property
-    def stomp_port(self) -> int:
+    def connector_port(self, scheme: str) -> int | None:
+        """Port of the scheme's transportConnector, None without one."""
         for connector in self.config.iter("transportConnector"):
             uri = urlsplit(connector.get("uri", ""))
-            if uri.scheme == "stomp":
-                return uri.port or 61613
-        raise AssertionError(f"{self.name}: {CONFIG_FILE} has no stomp transportConnector")
+            if uri.scheme == scheme:
+                return uri.port or DEFAULT_PORTS[scheme]
+        return None
+
+    @property
+    def stomp_port(self) -> int:
+        """The client port: plain STOMP, or the TLS one when the broker serves only TLS."""
+        for scheme in ("stomp", "stomp+ssl"):
+            port = self.connector_port(scheme)
+            if port is not None:
+                return port
+        raise AssertionError(f"{self.name}: {CONFIG_FILE} has no stomp or stomp+ssl transportConnector")
 
     @property
     def status_url(self) -> str:
