@@ -70,3 +70,15 @@ def test_bad_url_is_exit_2_with_the_fix(main, name, capsys):
     rc = main(_parse(name, ["failover:(tcp://h:1)?randomise=true", "/queue/q"] + extra))
     err = capsys.readouterr().err
     assert rc == 2 and "did you mean 'randomize'" in err
+
+
+def test_produce_rate_defaults_to_unlimited_and_refuses_negative(capsys):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, "produce")
+    args = parser.parse_args(["tcp://127.0.0.1:1", "/queue/q", "--count", "5"])
+    assert args.rate == 0
+    args = parser.parse_args(["tcp://127.0.0.1:1", "/queue/q", "--count", "5", "--rate", "250"])
+    assert args.rate == 250
+    with pytest.raises(SystemExit):
+        parser.parse_args(["tcp://127.0.0.1:1", "/queue/q", "--count", "5", "--rate", "-3"])
+    assert "must be 0 or more" in capsys.readouterr().err

@@ -22,6 +22,7 @@ from typing import Callable, Optional
 
 from hamq.client.errors import SendInDoubt
 from hamq.client.failover import ACK_MODES, ClientError, FailoverClient
+from hamq.client.pacing import Pacer
 from hamq.client.url import FailoverURLError, parse_url
 
 SEQ_HEADER = "hamq-seq"
@@ -71,6 +72,12 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
         )
         parser.add_argument(
             "--window", type=_positive, default=1, help="receipted sends in flight (default 1: synchronous)"
+        )
+        parser.add_argument(
+            "--rate",
+            type=_non_negative,
+            default=0,
+            help="at most this many sends per second (default 0: as fast as the broker receipts)",
         )
     else:
         parser.add_argument("--count", type=_positive, help="stop after this many messages")
@@ -243,6 +250,7 @@ def _send_all(client: FailoverClient, args, run_id: str, progress: dict) -> None
     """
     prefix = f"ID:{socket.gethostname()}-{os.getpid()}-{run_id}"
     todo = collections.deque(range(args.count))
+    pacer = Pacer(getattr(args, "rate", 0))
 
     def in_doubt(exc: SendInDoubt) -> int:
         progress["resent_in_doubt"] += 1
@@ -254,6 +262,7 @@ def _send_all(client: FailoverClient, args, run_id: str, progress: dict) -> None
             lead = f"seq={seq} ".encode()
             body = (lead + b"x" * max(0, args.size - len(lead)))[: max(args.size, len(lead))]
             mid = f"{prefix}:{seq}"
+            pacer.wait()
             try:
                 client.send(
                     args.destination,
@@ -321,6 +330,7 @@ def _produce(args) -> int:
         "unconfirmed": progress["sent"] - client.stats["receipted"],
         "persistent": args.persistent,
         "window": args.window,
+        "rate_limit": args.rate,
         "msgs_per_sec": _rate(client.stats["receipted"], first, last),
         "first": first,
         "last": last,
