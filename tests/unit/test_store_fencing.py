@@ -40,20 +40,66 @@ def test_a_fenced_store_writes_nothing(tmp_path):
     store = MessageStore(tmp_path, fence=fence)
     store.open(epoch=1)
     store.append([add(1)])
-    assert fence.calls >= 2  # open and the batch
+    store.sync()
+    assert fence.calls >= 2  # open and the group commit
     before = journal_bytes(tmp_path)
     fence.lost = True
+    store.append([add(2)])  # queued in memory for the next group commit, not written
     with pytest.raises(StoreFenced):
-        store.append([add(2)])
+        store.sync()  # the group commit fences first: nothing becomes durable, nothing is receipted
     with pytest.raises(StoreFenced):
         store.checkpoint()
     with pytest.raises(StoreFenced):
         store.sync()
-        store.append([add(3)])
     store.close()  # logs, writes no checkpoint
     assert journal_bytes(tmp_path) == before
     assert not os.path.exists(tmp_path / CKPT_NAME)
-    assert ids(store) == ["id-1"] and not store.is_duplicate("id-2")
+    fresh = MessageStore(tmp_path)
+    fresh.open(epoch=2)
+    assert ids(fresh) == ["id-1"] and not fresh.is_duplicate("id-2")
+    fresh.close()
+
+
+def test_one_fence_check_per_group_commit(tmp_path):
+    fence = Fence()
+    store = MessageStore(tmp_path, fence=fence)
+    store.open(epoch=1)
+    calls = fence.calls
+    for i in range(10):
+        store.append([add(i)])
+    assert fence.calls == calls  # queued: no fence, no write yet
+    assert store.durable_lsn < store.written_lsn
+    store.sync()
+    assert fence.calls == calls + 1
+    assert store.durable_lsn == store.written_lsn
+    assert len(ids(store)) == 10
+
+
+def test_reading_a_queued_message_writes_it_out_first(tmp_path):
+    fence = Fence()
+    store = MessageStore(tmp_path, fence=fence)
+    store.open(epoch=1)
+    store.append([add(1), add(2)])
+    assert ids(store) == ["id-1", "id-2"]  # read back from the file: written (fenced) on demand
+    fence.lost = True
+    store.append([add(3)])
+    with pytest.raises(StoreFenced):
+        ids(store)  # the queued batch would have to be written: refused
+    store.close()
+
+
+def test_periodic_and_never_fence_and_write_each_batch(tmp_path):
+    for strategy in ("periodic", "never"):
+        fence = Fence()
+        store = MessageStore(tmp_path / strategy, sync_strategy=strategy, fence=fence)
+        store.open(epoch=1)
+        store.append([add(1)])
+        size = sum(len(b) for b in journal_bytes(tmp_path / strategy).values())
+        fence.lost = True
+        with pytest.raises(StoreFenced):
+            store.append([add(2)])  # reported durable at once, so fenced at once
+        assert sum(len(b) for b in journal_bytes(tmp_path / strategy).values()) == size
+        store.close()
 
 
 def test_fence_errors_of_any_kind_stop_the_write(tmp_path):
@@ -63,8 +109,9 @@ def test_fence_errors_of_any_kind_stop_the_write(tmp_path):
     store = MessageStore(tmp_path)
     store.open()
     store.fence = store._journal.fence = broken
+    store.append([add(1)])
     with pytest.raises(StoreFenced, match="EIO"):
-        store.append([add(1)])
+        store.sync()
     assert isinstance(StoreFenced("x"), StoreError)  # the server halts on either
     store.close()
 
@@ -75,10 +122,11 @@ def test_fenced_rollover_creates_no_segment(tmp_path):
     store.open(epoch=1)
     while len(os.listdir(tmp_path)) == 1:
         store.append([add(1)])
+    store.sync()
     n = len([x for x in os.listdir(tmp_path) if x.endswith(".log")])
     fence.lost = True
-    for i in range(30):
-        with pytest.raises(StoreFenced):
+    with pytest.raises(StoreFenced):
+        for i in range(30):  # enough to fill the segment and roll over
             store.append([add(i)])
     assert len([x for x in os.listdir(tmp_path) if x.endswith(".log")]) == n
 

@@ -1,11 +1,18 @@
 """Segment files on disk: the writer (with group commit) and the recovery scanner.
 
-The writer is the only code that writes journal bytes.  ``write()`` does a
-single ``os.write`` per batch and no fsync; ``sync()`` fsyncs everything
-written so far, so all batches appended while the previous fsync ran share
-the next one (group commit).  ``sync()`` may run in a worker thread while the
-event loop keeps appending: a lock guards the fd and the counters, and
-``durable_lsn`` only moves to the lsn that was written before the fsync began.
+The writer is the only code that writes journal bytes.  With
+``journalDiskSyncStrategy="always"``, ``write()`` only queues a batch in
+memory; ``sync()`` checks the fence once, writes every queued batch with one
+``os.write`` and fsyncs, so all batches appended while the previous fsync ran
+share one fence check, one write and one fsync (group commit).  Nothing is
+receipted before ``sync()`` returns, so queueing loses nothing a client was
+told about, and a fenced master never writes a byte.  With ``periodic`` and
+``never`` each batch is fenced and written at once, because those report it
+durable without waiting for ``sync()``.
+
+``sync()`` may run in a worker thread while the event loop keeps appending:
+a lock guards the fd, the queue and the counters, and ``durable_lsn`` only
+moves to the lsn that was written before the fsync began.
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ SEGMENT_RE = re.compile(r"^db-(\d+)\.log$")
 SYNC_STRATEGIES = ("always", "periodic", "never")
 QUARANTINE = "quarantine"
 SCAN_CHUNK = 4 * 1024 * 1024
+#: Queued batches past this size are written at once (fenced) instead of waiting for sync().
+QUEUE_FLUSH_BYTES = 1024 * 1024
 #: fdatasync flushes the data and the file size, all a journal append needs; fsync where it is missing
 flush_data = getattr(os, "fdatasync", os.fsync)
 
@@ -192,7 +201,10 @@ class Journal:
         self._sync_lock = threading.Lock()  # one fsync at a time
         self._fd = -1
         self.segment = -1
-        self.offset = 0
+        self.offset = 0  # logical end of the segment, queued batches included
+        self._file_offset = 0  # end of what os.write put in the file
+        self._queued: List[bytes] = []
+        self._queued_bytes = 0
         self.epoch = 0
         self.written_lsn = 0
         self._synced_lsn = 0
@@ -243,7 +255,8 @@ class Journal:
             self._fd = fd
             self._read_fds[header.segment] = fd
             self.segment = header.segment
-            self.offset = SEGMENT_HEADER_SIZE
+            self.offset = self._file_offset = SEGMENT_HEADER_SIZE
+            self._queued, self._queued_bytes = [], 0
             self.epoch = header.epoch
             self.written_lsn = self._synced_lsn = last_lsn
             self._failed = None
@@ -260,6 +273,7 @@ class Journal:
 
     def _rollover(self) -> None:
         """Seal the full segment at its length and continue in a new one (lock held)."""
+        self._flush_queue()
         self._check_fence()
         if self.sync_strategy != "never":
             self._sync_now(self._fd, self.written_lsn, locked=True)
@@ -268,7 +282,25 @@ class Journal:
         self._read_fds[header.segment] = fd
         self._fd = fd
         self.segment = header.segment
-        self.offset = SEGMENT_HEADER_SIZE
+        self.offset = self._file_offset = SEGMENT_HEADER_SIZE
+
+    def _flush_queue(self) -> None:
+        """Fence, then write every queued batch with one os.write (lock held)."""
+        if not self._queued:
+            return
+        self._check_fence()
+        data = b"".join(self._queued) if len(self._queued) > 1 else self._queued[0]
+        self._queued, self._queued_bytes = [], 0
+        self._write_all(data)
+
+    def _write_all(self, data: bytes) -> None:
+        try:
+            n = os.write(self._fd, data)
+            while n < len(data):  # only on odd filesystems; finish the batch
+                n += os.write(self._fd, data[n:])
+        except OSError as exc:
+            self._fail(f"write to journal segment {self.segment} failed: {exc}")
+        self._file_offset += len(data)
 
     def _fail(self, why: str) -> None:
         self._failed = why
@@ -276,7 +308,11 @@ class Journal:
 
     # ------------------------------------------------------------ write path
     def write(self, payload: bytes) -> Tuple[int, int, int]:
-        """Write one batch; returns (lsn, segment, payload offset).  Fences first."""
+        """Append one batch; returns (lsn, segment, payload offset).
+
+        ``always``: queued for the next ``sync()``, which fences and writes.
+        ``periodic``/``never``: fenced and written now.
+        """
         with self._lock:
             if self._failed:
                 raise StoreError(f"journal unusable after an earlier error ({self._failed}); restart the broker")
@@ -285,15 +321,16 @@ class Journal:
             size = BATCH_HEADER_SIZE + len(payload)
             if self.offset > SEGMENT_HEADER_SIZE and self.offset + size > self.max_segment_bytes:
                 self._rollover()
-            self._check_fence()
             lsn = self.written_lsn + 1
             data = pack_batch(payload, self.epoch, lsn)
-            try:
-                n = os.write(self._fd, data)
-                while n < len(data):  # only on odd filesystems; finish the batch
-                    n += os.write(self._fd, data[n:])
-            except OSError as exc:
-                self._fail(f"write to journal segment {self.segment} failed: {exc}")
+            if self.sync_strategy == "always":
+                self._queued.append(data)
+                self._queued_bytes += len(data)
+                if self._queued_bytes >= QUEUE_FLUSH_BYTES:
+                    self._flush_queue()
+            else:
+                self._check_fence()
+                self._write_all(data)
             start = self.offset
             self.offset += len(data)
             self.written_lsn = lsn
@@ -322,6 +359,8 @@ class Journal:
             with self._lock:
                 if self._failed:
                     raise StoreError(f"journal unusable after an earlier error ({self._failed}); restart the broker")
+                if self._fd >= 0:
+                    self._flush_queue()
                 target, fd = self.written_lsn, self._fd
             if target > self._synced_lsn and fd >= 0:
                 self._sync_now(fd, target)
@@ -344,6 +383,11 @@ class Journal:
 
     # ------------------------------------------------------------ read path
     def pread(self, segment: int, offset: int, length: int) -> bytes:
+        if segment == self.segment and offset + length > self._file_offset:
+            with self._lock:  # a batch still queued for sync(): write it out first (fenced)
+                if self._failed:
+                    raise StoreError(f"journal unusable after an earlier error ({self._failed}); restart the broker")
+                self._flush_queue()
         fd = self._read_fds.get(segment)
         if fd is None:
             try:
@@ -378,6 +422,7 @@ class Journal:
                     pass
             self._read_fds.clear()
             self._fd = -1
+            self._queued, self._queued_bytes = [], 0  # never written: nothing was receipted for them
 
 
 def copy_aside(directory: str, path: str, start: int, end: int) -> Optional[str]:
