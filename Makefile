@@ -41,13 +41,15 @@ help:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt pyproject.toml lab/venv/hamq_molecule_glob.pth
 	@test -n "$(PYTHON)" || { echo "No python3.11 found. Fix: install python3.11 (Debian bookworm: apt-get install python3 python3-venv)"; exit 1; }
 	@"$(PYTHON)" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
 	  echo "warning: $(PYTHON) is not Python 3.11; requirements.txt pins versions tested on 3.11"
 	test -x $(BIN)/python || "$(PYTHON)" -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@# A bare `molecule ...` from the repo root (venv activated) gets MOLECULE_GLOB too.
+	$(BIN)/python -c 'import shutil, sysconfig; shutil.copy("lab/venv/hamq_molecule_glob.pth", sysconfig.get_paths()["purelib"])'
 	@touch $@
 
 # The checkout itself is the hamq.cluster collection (ansible.cfg looks here).

@@ -4,7 +4,9 @@
 #   sanity  ansible-test sanity on the plugins, offline (SANITY_ARGS="--test pylint" narrows it)
 #   build   ansible-galaxy collection build, and the tarball keeps the module_utils links working
 #   units   the module and filter unit tests (plain pytest)
-# Usage: tests/ansible_checks.sh [--link] [lint|sanity|build|units ...]   (default: all four)
+#   scenarios  a bare `molecule list` from the repo root (MOLECULE_GLOB unset) finds every
+#           Docker scenario through extensions/molecule, without the "should migrate" warning
+# Usage: tests/ansible_checks.sh [--link] [lint|sanity|build|units|scenarios ...]   (default: all)
 # --link only creates .ansible/collections/ansible_collections/hamq/cluster -> the checkout,
 # so that `ansible-playbook site.yml` resolves hamq.cluster.* from a checkout (ansible.cfg).
 set -euo pipefail
@@ -85,6 +87,23 @@ units() {
     (cd "$ROOT" && "$VENV/bin/pytest" -q -p no:cacheprovider tests/unit/plugins)
 }
 
+scenarios() {
+    step "bare molecule list from the repo root"
+    local out expected found
+    out=$(cd "$ROOT" && env -u MOLECULE_GLOB "$VENV/bin/molecule" list -f plain 2>&1) || { echo "$out"; return 1; }
+    if grep -q "should migrate" <<<"$out"; then
+        echo "$out"
+        echo "molecule printed its migration warning. Fix: make venv (installs lab/venv/hamq_molecule_glob.pth)" >&2
+        return 1
+    fi
+    expected=$(cd "$ROOT/extensions/molecule" && ls -d */molecule.yml | cut -d/ -f1 | sort)
+    found=$(awk 'NF >= 4 {print $4}' <<<"$out" | sort -u)
+    for name in $expected; do
+        grep -qx "$name" <<<"$found" || { echo "$out"; echo "scenario $name not found by a bare molecule list" >&2; return 1; }
+    done
+    echo "found: $(echo $expected)"
+}
+
 if [ "${1:-}" = "--link" ]; then
     link
     shift
@@ -92,11 +111,11 @@ if [ "${1:-}" = "--link" ]; then
 fi
 link
 steps=("$@")
-[ ${#steps[@]} -eq 0 ] && steps=(lint sanity build units)
+[ ${#steps[@]} -eq 0 ] && steps=(lint sanity build units scenarios)
 for s in "${steps[@]}"; do
     case "$s" in
-        lint|sanity|build|units) "$s" ;;
-        *) echo "unknown step '$s'. Fix: use lint, sanity, build or units" >&2; exit 2 ;;
+        lint|sanity|build|units|scenarios) "$s" ;;
+        *) echo "unknown step '$s'. Fix: use lint, sanity, build, units or scenarios" >&2; exit 2 ;;
     esac
 done
 echo "ansible checks passed: ${steps[*]}"
