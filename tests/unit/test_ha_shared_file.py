@@ -191,3 +191,40 @@ def test_slave_waiting_on_a_deleted_lock_file_moves_to_the_new_one(tmp_path):
         frozen.release()
 
     asyncio.run(main())
+
+
+def test_on_nfs_a_slave_also_probes_so_a_slow_blocked_wait_does_not_delay_takeover(tmp_path, monkeypatch):
+    # The NFS client wakes a blocked lock request freed by lease expiry only on
+    # its own 30 s retry timer; model that with a blocking wait that never returns.
+    import threading
+
+    from hamq.ha import shared_file
+
+    never = threading.Event()
+
+    def stuck_blocking_wait(path):
+        never.wait(5)
+        raise OSError("test: blocked wait abandoned")
+
+    async def main():
+        lease1 = await _locker(tmp_path, "b1").acquire()
+        monkeypatch.setattr(shared_file.lockfile, "lock_blocking", stuck_blocking_wait)
+        locker = _locker(tmp_path, "b2")
+        locker.probe_while_waiting = True
+        slave = asyncio.ensure_future(locker.acquire())
+        await asyncio.sleep(0.1)
+        assert not slave.done()
+        lease1.release()
+        lease2 = await asyncio.wait_for(slave, 2)  # the probe got it, not the stuck wait
+        assert lease2.epoch == 2 and lockfile.read_holder(str(tmp_path))["nodeName"] == "b2"
+        lease2.release()
+        never.set()
+
+    asyncio.run(main())
+
+
+def test_probe_while_waiting_only_on_nfs(tmp_path):
+    from hamq.ha import shared_file
+
+    assert shared_file._on_nfs(str(tmp_path)) is False  # the test's tmp dir is a local file system
+    assert _locker(tmp_path, "b1").probe_while_waiting is False
