@@ -289,7 +289,7 @@ class Journal:
         if not self._queued:
             return
         self._check_fence()
-        data = b"".join(self._queued) if len(self._queued) > 1 else self._queued[0]
+        data = b"".join(self._queued)
         self._queued, self._queued_bytes = [], 0
         self._write_all(data)
 
@@ -301,6 +301,11 @@ class Journal:
         except OSError as exc:
             self._fail(f"write to journal segment {self.segment} failed: {exc}")
         self._file_offset += len(data)
+
+    def _check_usable(self) -> None:
+        """Refuse to go on after a failed write or fsync (lock held)."""
+        if self._failed:
+            raise StoreError(f"journal unusable after an earlier error ({self._failed}); restart the broker")
 
     def _fail(self, why: str) -> None:
         self._failed = why
@@ -314,8 +319,7 @@ class Journal:
         ``periodic``/``never``: fenced and written now.
         """
         with self._lock:
-            if self._failed:
-                raise StoreError(f"journal unusable after an earlier error ({self._failed}); restart the broker")
+            self._check_usable()
             if self._fd < 0:
                 raise StoreError("the store is not open; call open(epoch) first")
             size = BATCH_HEADER_SIZE + len(payload)
@@ -357,8 +361,7 @@ class Journal:
                 return self.durable_lsn
         with self._sync_lock:
             with self._lock:
-                if self._failed:
-                    raise StoreError(f"journal unusable after an earlier error ({self._failed}); restart the broker")
+                self._check_usable()
                 if self._fd >= 0:
                     self._flush_queue()
                 target, fd = self.written_lsn, self._fd
@@ -385,8 +388,7 @@ class Journal:
     def pread(self, segment: int, offset: int, length: int) -> bytes:
         if segment == self.segment and offset + length > self._file_offset:
             with self._lock:  # a batch still queued for sync(): write it out first (fenced)
-                if self._failed:
-                    raise StoreError(f"journal unusable after an earlier error ({self._failed}); restart the broker")
+                self._check_usable()
                 self._flush_queue()
         fd = self._read_fds.get(segment)
         if fd is None:
