@@ -250,7 +250,7 @@ def _send_all(client: FailoverClient, args, run_id: str, progress: dict) -> None
     """
     prefix = f"ID:{socket.gethostname()}-{os.getpid()}-{run_id}"
     todo = collections.deque(range(args.count))
-    pacer = Pacer(getattr(args, "rate", 0))
+    pacer = Pacer(args.rate)
 
     def in_doubt(exc: SendInDoubt) -> int:
         progress["resent_in_doubt"] += 1

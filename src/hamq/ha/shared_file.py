@@ -304,11 +304,11 @@ class SharedFileLocker(Locker):
                     break
 
     def _probe(self) -> Optional[int]:
-        """One non-blocking try next to the blocked wait (NFS: see :func:`_on_nfs`)."""
+        """One non-blocking try: next to the blocked wait on NFS (see :func:`_on_nfs`), or as the poll."""
         try:
             return lockfile.try_lock(self.lock_path)
-        except OSError as exc:  # the server is away: the blocked wait and the next probe go on
-            log.debug("probe of the lock on %s failed: %s", self.lock_path, exc)
+        except OSError as exc:  # e.g. the NFS server is away: keep trying, as Artemis does
+            log.warning("cannot test the lock on %s: %s; retrying", self.lock_path, exc)
             return None
 
     async def _wait(self) -> int:
@@ -324,10 +324,6 @@ class SharedFileLocker(Locker):
             )
         while True:
             await asyncio.sleep(self.sleep_interval_s)
-            try:
-                fd = lockfile.try_lock(self.lock_path)
-            except OSError as exc:  # e.g. the NFS server is away: keep trying, as Artemis does
-                log.warning("cannot test the lock on %s: %s; retrying", self.lock_path, exc)
-                continue
+            fd = self._probe()
             if fd is not None:
                 return fd
