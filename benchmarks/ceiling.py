@@ -26,26 +26,11 @@ import os
 import shutil
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 from benchmarks import stomp_load
 from benchmarks.brokers import Hamq, PortAllocator, install_signal_cleanup
-
-
-def _fdatasync_us(directory: str, count: int) -> float:
-    path = os.path.join(directory, "fdatasync.probe")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        body = b"x" * 1100
-        start = time.perf_counter()
-        for _ in range(count):
-            os.write(fd, body)
-            os.fdatasync(fd)
-        return (time.perf_counter() - start) / count * 1e6
-    finally:
-        os.close(fd)
-        os.unlink(path)
+from benchmarks.store_latency import raw_run
 
 
 def _rates(port: int, tag: str, persistent: bool, messages: int, repeats: int) -> tuple:
@@ -71,7 +56,7 @@ def main(argv=None) -> int:
     kind = Hamq(work, ports)
     rows = []
     try:
-        fsync_us = _fdatasync_us(str(work), 1000)
+        fsync_us = raw_run(str(work), 1000, "append", 0.0) * 1e6  # median per record
         disk = kind.node("disk", work / "store").start()
         disk.wait_connect(60)
         np1, _ = _rates(disk.port, "np", False, args.messages, args.repeats)
@@ -93,7 +78,7 @@ def main(argv=None) -> int:
     print(f"{'':32s} {'1 producer':>12s} {'8 producers':>12s}  (msgs/s)")
     for name, one, eight in rows:
         print(f"{name:32s} {one:12.0f} {'-' if eight is None else str(round(eight)):>12}")
-    print(f"bare os.write + fdatasync of 1 KiB: {fsync_us:.0f} us")
+    print(f"bare os.write + fdatasync of 1 KiB (median): {fsync_us:.0f} us")
     best = 1.0 / (1.0 / rows[0][1] + fsync_us / 1e6)
     print(f"best 1-producer rate the disk allows: 1 / (round trip + fdatasync) = {best:.0f} msgs/s")
     print(f"load average: {os.getloadavg()[0]:.1f}")
