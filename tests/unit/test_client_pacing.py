@@ -43,34 +43,29 @@ def test_time_spent_sending_counts_towards_the_interval():
     assert clock.slept == [pytest.approx(0.02)]
 
 
-def test_after_a_stall_it_bursts_at_most_one_second():
+def sends_without_sleep_after(lag: float) -> int:
+    """At 10 msgs/s, the sends that go out at once after the producer fell ``lag`` seconds behind."""
     clock = FakeClock()
     pacer = Pacer(10, clock=clock, sleep=clock.sleep)
     pacer.wait()
-    clock.now += 5.0  # a failover outage
-    sends_without_sleep = 0
+    clock.now += lag
+    count = 0
     while True:
         before = len(clock.slept)
         pacer.wait()
         if len(clock.slept) != before:
-            break
-        sends_without_sleep += 1
-    assert sends_without_sleep == 1  # the schedule restarted at "now", no backlog of 50
+            return count
+        count += 1
+
+
+def test_after_a_stall_it_bursts_at_most_one_second():
+    # a 5 s failover outage: the schedule restarted at "now", no backlog of 50
+    assert sends_without_sleep_after(5.0) == 1
 
 
 def test_small_lag_is_caught_up():
-    clock = FakeClock()
-    pacer = Pacer(10, clock=clock, sleep=clock.sleep)
-    pacer.wait()
-    clock.now += 0.5  # half a second late: within the one-second catch-up
-    bursts = 0
-    while True:
-        before = len(clock.slept)
-        pacer.wait()
-        if len(clock.slept) != before:
-            break
-        bursts += 1
-    assert bursts == 5
+    # half a second late: within the one-second catch-up
+    assert sends_without_sleep_after(0.5) == 5
 
 
 def test_negative_rate_is_refused():

@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from config_support import broker_xml
 from test_engine_support import Harness
 
 from hamq.config.loader import ConfigError, load_config, summary
 
 
 def load(tmp_path, inner: str):
-    kaha = tmp_path / "kahadb"
-    kaha.mkdir(exist_ok=True)
-    path = tmp_path / "broker.xml"
-    path.write_text(
-        '<broker brokerName="orders">\n'
-        f'  <persistenceAdapter><kahaDB directory="{kaha}"/></persistenceAdapter>\n'
-        f"{inner}"
-        "</broker>\n"
-    )
-    return load_config(path)
+    return load_config(broker_xml(tmp_path, inner))
 
 
 POLICY = ('  <destinationPolicy><policyMap><policyEntries>\n'

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import io
 import sys
-from pathlib import Path
 
 import pytest
+from config_support import broker_xml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,18 +15,6 @@ from hamq.config.loader import ConfigError, load_config
 from hamq.security.passwords import PasswordHash, hash_password
 
 HASH = hash_password("s3cret", iterations=1000)
-
-
-def broker_xml(tmp_path: Path, inner: str) -> Path:
-    kaha = tmp_path / "kahadb"
-    kaha.mkdir(exist_ok=True)
-    path = tmp_path / "broker.xml"
-    path.write_text(
-        '<broker brokerName="orders">\n'
-        f'  <persistenceAdapter><kahaDB directory="{kaha}"/></persistenceAdapter>\n'
-        f"{inner}"
-        "</broker>\n")
-    return path
 
 
 def plugins(users: str = "", attrs: str = "", authz: str = "") -> str:
