@@ -11,53 +11,19 @@ import socket
 import threading
 
 import pytest
+from raw_stomp import RawStomp
 
 LIMITS = ("maxFrameSize=4096&amp;maxHeaders=16&amp;maxHeaderLength=256&amp;connectAttemptTimeout=500"
           "&amp;maxPendingBytes=262144")
 
 
-def stomp_frame(command: str, body: bytes = b"", headers=()) -> bytes:
-    head = "".join(f"{k}:{v}\n" for k, v in headers)
-    return f"{command}\n{head}\n".encode() + body + b"\0"
-
-
-class Client:
-    """One raw STOMP 1.2 connection."""
+class Client(RawStomp):
+    """One raw STOMP 1.2 connection, CONNECTed unless ``connect=False``."""
 
     def __init__(self, port: int, connect: bool = True):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.buf = b""
+        super().__init__(port, timeout=30)
         if connect:
-            self.sock.sendall(stomp_frame("CONNECT", headers=[("accept-version", "1.2"), ("host", "x")]))
-            assert self.frame()[0] == "CONNECTED"
-
-    def send(self, command: str, body: bytes = b"", **headers) -> None:
-        self.sock.sendall(stomp_frame(command, body, [(k.replace("_", "-"), v) for k, v in headers.items()]))
-
-    def frame(self):
-        """(command, headers, body), or None once the broker closed the connection."""
-        while True:
-            self.buf = self.buf.lstrip(b"\r\n")
-            end = self.buf.find(b"\n\n")
-            if end >= 0:
-                lines = self.buf[:end].decode().split("\n")
-                headers = dict(line.split(":", 1) for line in lines[1:])
-                start = end + 2
-                stop = start + int(headers["content-length"]) if "content-length" in headers \
-                    else self.buf.find(b"\0", start)
-                if stop >= 0 and len(self.buf) > stop:
-                    body, self.buf = self.buf[start:stop], self.buf[stop + 1:]
-                    return lines[0], headers, body
-            try:
-                data = self.sock.recv(1 << 16)
-            except (ConnectionResetError, BrokenPipeError):
-                return None
-            if not data:
-                return None
-            self.buf += data
-
-    def close(self) -> None:
-        self.sock.close()
+            assert self.connect(host="x")[0] == "CONNECTED"
 
 
 @pytest.fixture(scope="module")

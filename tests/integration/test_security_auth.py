@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import stomp
+from raw_stomp import RawStomp
 
 from hamq.client.failover import FailoverClient
 from hamq.security.passwords import hash_password
@@ -28,48 +27,11 @@ PLUGINS = f"""
   </plugins>"""
 
 
-class Raw:
-    """A bare STOMP 1.2 client over one socket: what a hostile or careless client can send."""
+class Raw(RawStomp):
+    """A bare STOMP 1.2 client: what a hostile or careless client can send."""
 
     def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=15)
-        self.buf = b""
-
-    def send(self, command: str, body: bytes = b"", **headers) -> None:
-        head = "".join(f"{k.replace('_', '-')}:{v}\n" for k, v in headers.items())
-        self.sock.sendall(f"{command}\n{head}\n".encode() + body + b"\0")
-
-    def frame(self):
-        """(command, headers, body), or None when the broker closed the connection."""
-        while True:
-            self.buf = self.buf.lstrip(b"\r\n")
-            end = self.buf.find(b"\n\n")
-            if end >= 0:
-                lines = self.buf[:end].decode().split("\n")
-                headers = dict(line.split(":", 1) for line in lines[1:])
-                start = end + 2
-                if "content-length" in headers:
-                    stop = start + int(headers["content-length"])
-                else:
-                    stop = self.buf.find(b"\0", start)
-                if stop >= 0 and len(self.buf) > stop:
-                    body = self.buf[start:stop]
-                    self.buf = self.buf[stop + 1:]
-                    return lines[0], headers, body
-            try:
-                data = self.sock.recv(65536)
-            except ConnectionResetError:
-                return None
-            if not data:
-                return None
-            self.buf += data
-
-    def connect(self, **headers):
-        self.send("CONNECT", accept_version="1.2", host="localhost", **headers)
-        return self.frame()
-
-    def close(self) -> None:
-        self.sock.close()
+        super().__init__(port, timeout=15)
 
 
 @pytest.fixture(scope="module")
