@@ -7,7 +7,7 @@ All integers are little-endian.  A segment file ``db-<N>.log`` is::
 A segment header names its predecessor and *seals* it: "segment P ends at
 byte L, sealed by epoch E".  Recovery never reads a sealed segment past L.
 
-A batch is one ``append()`` call, written with a single ``os.write``::
+A batch is one ``append()`` call, written with a single ``os.pwrite``::
 
     magic "HQB1" | payload length u32 | epoch u64 | lsn u64 | crc32 u32 | payload
 

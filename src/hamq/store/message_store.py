@@ -6,7 +6,7 @@ Layout of the store directory::
     index.ckpt[.prev]   checkpoints of the in-memory index (see hamq.store.index)
     quarantine/         bytes recovery refused, set aside instead of deleted
 
-Durability.  ``append()`` writes one checksummed batch with one ``os.write``
+Durability.  ``append()`` writes one checksummed batch with one ``os.pwrite``
 and returns its lsn; nothing is fsynced yet.  ``sync()`` fsyncs all batches
 written so far, so concurrent producers share one fsync (group commit).  With
 ``always`` the server sends a RECEIPT only once ``durable_lsn >= lsn``.
@@ -14,7 +14,10 @@ written so far, so concurrent producers share one fsync (group commit).  With
 rollover) but reports every written batch as durable at once: a power loss
 can drop up to one interval of receipted messages.  ``never`` leaves it to
 the OS: a machine crash can drop any amount.  ``periodic``/``never`` survive
-a broker crash (the data is in the page cache), not a host crash.
+a broker crash (the data is in the page cache), not a host crash.  With
+``always`` the segment is preallocated ahead of the writer so that each fsync
+is an overwrite (see hamq.store.journal); where the data ends is decided by
+content, never by the file size.
 
 Recovery.  ``open()`` loads the newest valid checkpoint and replays only the
 batches written after it.  A batch is applied whole or not at all.  A torn
@@ -86,6 +89,7 @@ from hamq.store.journal import (
     SYNC_STRATEGIES,
     Journal,
     SegmentScan,
+    blank_file_range,
     copy_aside,
     list_segments,
     quarantine_path,
@@ -262,7 +266,7 @@ class MessageStore:
             limit = size = os.path.getsize(j.path(n))
             if k + 1 < len(chain) and chain[k + 1][1].prev_segment == n:
                 limit = chain[k + 1][1].sealed_length
-                if size > limit:
+                if size > limit and not blank_file_range(j.path(n), limit, size):
                     log.warning(
                         "ignoring %d bytes past the seal of %s at %d (written by a master that had lost the store)",
                         size - limit, segment_name(n), limit,
@@ -345,6 +349,9 @@ class MessageStore:
                 report.replayed_ops += len(ops)
             next_lsn = scan.next_lsn
             end_pos = scan.end
+            if scan.fill_tail:
+                os.truncate(j.path(n), scan.end)  # unused preallocated space of a writer that did not close
+                limits[n] = scan.end
             if scan.problem:
                 self._cut(report, chain, k, scan)
                 break
@@ -389,7 +396,7 @@ class MessageStore:
                 "cannot be trusted; truncated, %d bytes dropped%s", segment_name(n), scan.end, scan.problem,
                 size - scan.end, f", later segments {later} moved to quarantine/" if later else "",
             )
-        saved = copy_aside(self.directory, path, scan.end, size)
+        saved = None if scan.blank_rest else copy_aside(self.directory, path, scan.end, size)
         if saved:
             report.quarantined.append(saved)
         os.truncate(path, scan.end)
