@@ -6,7 +6,7 @@ import os
 import pytest
 
 from hamq.config.model import LockerConfig
-from hamq.ha import lockfile
+from hamq.ha import lockfile, shared_file
 from hamq.ha.lockers import LockedError, LockerError, available_lockers, load_locker
 from hamq.ha.shared_file import SharedFileLease, SharedFileLocker
 from hamq.store.errors import StoreFenced
@@ -153,6 +153,77 @@ def test_check_fence_refuses_when_the_epoch_file_is_damaged(tmp_path):
         (tmp_path / "epoch").write_text("oops\n")
         with pytest.raises(StoreFenced, match="cannot read the epoch"):
             lease.check_fence()
+        lease.release()
+
+    asyncio.run(main())
+
+
+def _count_epoch_reads(monkeypatch):
+    reads = []
+    real = lockfile.read_epoch
+
+    def counting(directory):
+        reads.append(directory)
+        return real(directory)
+
+    monkeypatch.setattr(lockfile, "read_epoch", counting)
+    return reads
+
+
+def test_on_a_local_fs_the_fence_rereads_the_epoch_file_only_when_its_stat_changed(tmp_path, monkeypatch):
+    monkeypatch.setattr(shared_file, "FENCE_STAT_SETTLE_S", -1.0)  # trust even a brand-new file
+    reads = _count_epoch_reads(monkeypatch)
+
+    async def main():
+        lease1 = await _locker(tmp_path, "b1").acquire()
+        assert lease1.fence_by_stat  # pytest's tmp_path is on a local file system
+        reads.clear()  # acquiring read it too
+        lease1.check_fence()
+        lease1.check_fence()
+        lease1.check_fence()
+        assert len(reads) == 1  # read once, then the unchanged stat answers
+        os.unlink(lockfile.lock_path(str(tmp_path)))
+        lease2 = await _locker(tmp_path, "b2").acquire()  # replaces the epoch file by rename
+        with pytest.raises(StoreFenced, match="epoch 2 is not ours"):
+            lease1.check_fence()
+        lease2.check_fence()
+        epoch_file = tmp_path / "epoch"
+        with open(epoch_file, "r+b") as f:  # a write in place, not a rename
+            f.write(b"7")
+        with pytest.raises(StoreFenced, match="epoch 7 is not ours"):
+            lease2.check_fence()
+        lease1.release()
+        lease2.release()
+
+    asyncio.run(main())
+
+
+def test_a_fresh_epoch_file_is_reread_at_every_fence_check(tmp_path, monkeypatch):
+    reads = _count_epoch_reads(monkeypatch)
+
+    async def main():
+        lease = await _locker(tmp_path, "b1").acquire()
+        reads.clear()
+        for _ in range(3):
+            lease.check_fence()
+        assert len(reads) == 3  # written just now: its ctime could repeat within one timestamp tick
+        lease.release()
+
+    asyncio.run(main())
+
+
+def test_without_stat_trust_the_fence_reads_the_epoch_file_every_time(tmp_path, monkeypatch):
+    monkeypatch.setattr(shared_file, "FENCE_STAT_SETTLE_S", -1.0)
+    reads = _count_epoch_reads(monkeypatch)
+
+    async def main():
+        locker = _locker(tmp_path, "b1")
+        locker.fence_by_stat = False  # what NFS, GFS2 and unknown file systems get
+        lease = await locker.acquire()
+        reads.clear()
+        for _ in range(3):
+            lease.check_fence()
+        assert len(reads) == 3
         lease.release()
 
     asyncio.run(main())
