@@ -18,10 +18,10 @@ term survives).
 SIGTERM/SIGINT stop it gracefully (role "stopping") with exit status 0.
 
 Group commit: frames are handled on the event loop and their store batches
-appended right away; a single sync task runs ``store.sync()`` in a thread
-whenever something was appended, so all producers that sent meanwhile share
-one fsync. Outputs tagged ``after_lsn`` wait per connection, in order, until
-the store is durable that far.
+appended right away; ``hamq.group_commit`` schedules ``store.sync()`` once
+per event-loop round while connections wait, so all producers that sent
+meanwhile share one fsync. Outputs tagged ``after_lsn`` wait per connection,
+in order, until the store is durable that far.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from typing import Deque, Dict, Optional, Set
 from hamq import __version__
 from hamq.core.engine import Broker, Output
 from hamq.core.messages import MessageFrame
+from hamq.group_commit import GroupCommit
 from hamq.stomp.codec import FrameDecoder, ProtocolError, encode_frame
 
 log = logging.getLogger("hamq.server")
@@ -54,9 +55,6 @@ WRITE_LOW_WATER = 1 * 1024 * 1024
 TICK_S = 0.1
 #: How long a connection we close keeps draining the peer's input (see StompProtocol.linger).
 LINGER_S = 2.0
-#: Group commit: wait for answered clients at most this fraction of an fsync, and at most this long.
-GROUP_WAIT_FRACTION = 0.5
-GROUP_WAIT_MAX_S = 0.005
 #: Pause before waiting for the lock again after a master term ended badly.
 RESTART_PAUSE_S = 1.0
 #: After a failed master term, exit by force if the clean wind-down has not finished by then.
@@ -251,12 +249,9 @@ class BrokerNode:
         self.stopping = False
         self._stop_event: Optional[asyncio.Event] = None
         self._term_over: Optional[asyncio.Event] = None
-        self._sync_wanted: Optional[asyncio.Event] = None
-        #: Set whenever a connection starts waiting for durability (see _sync_loop).
-        self._arrivals: Optional[asyncio.Event] = None
-        #: Group-commit rounds (store.sync calls) this master term, for /status.
-        self.sync_rounds = 0
-        #: The kahaDB directory is on a local file system (see _sync_loop).
+        #: Schedules the store syncs of this master term (see hamq.group_commit).
+        self._group_commit: Optional[GroupCommit] = None
+        #: The kahaDB directory is on a local file system (see hamq.group_commit).
         self._local_store = False
         self._term_failure: Optional[str] = None
         self._flush_scheduled = False
@@ -266,6 +261,11 @@ class BrokerNode:
         self.exit_code = 0
 
     # ------------------------------------------------------------------ status
+    @property
+    def sync_rounds(self) -> int:
+        """Group-commit rounds (store.sync calls) this master term, for /status."""
+        return self._group_commit.rounds if self._group_commit is not None else 0
+
     def status(self) -> dict:
         body = {
             "role": self.role,
@@ -368,9 +368,11 @@ class BrokerNode:
             self.role = "master"
             log.info("broker %s (%s) is master, epoch %s", self.config.broker_name, self.config.node_name,
                      self.epoch)
-            self._sync_wanted = asyncio.Event()
-            self._arrivals = asyncio.Event()
-            self._tasks = [asyncio.ensure_future(self._tick_loop()), asyncio.ensure_future(self._sync_loop())]
+            self._group_commit = GroupCommit(
+                asyncio.get_running_loop(), self.store.sync, self._executor, self._local_store,
+                waiting=lambda: len(self._waiting), release=self._release, fail=self.fail,
+            )
+            self._tasks = [asyncio.ensure_future(self._tick_loop())]
             if self.lease is not None:
                 self._tasks.append(asyncio.ensure_future(self.lease.keep_alive(self._lock_lost)))
             await self._term_over.wait()
@@ -541,6 +543,9 @@ class BrokerNode:
                 proto.transport.close()
         self.protocols.clear()
         self._waiting.clear()
+        if self._group_commit is not None:
+            self._group_commit.close()
+            self._group_commit = None
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -644,9 +649,8 @@ class BrokerNode:
             proto.release(durable)
             if proto.held:
                 self._waiting.add(proto)
-        if self._waiting and self._sync_wanted is not None:
-            self._sync_wanted.set()
-            self._arrivals.set()
+        if self._waiting and self._group_commit is not None:
+            self._group_commit.wanted()
         if broker.has_work() and not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._scheduled_flush)
@@ -665,52 +669,6 @@ class BrokerNode:
                 released += 1
         return released
 
-    async def _sync_loop(self) -> None:
-        """Group commit: one fsync covers every batch appended while the previous one ran.
-
-        When the last fsync answered several connections, wait a little (at most
-        half an fsync) for them to send again, so the next fsync covers them all
-        instead of only the first to come back. One waiting client never waits.
-
-        With a single client waiting and the store on a local file system the
-        fsync runs on the event loop itself: the two thread hand-offs cost more
-        than the fsync on a busy host. On shared storage it always runs in the
-        worker thread, because an NFS stall must not freeze the event loop (and
-        with it the lock keep-alive and the status endpoint).
-        """
-        loop = asyncio.get_running_loop()
-        store = self.store
-        inline_ok = self._local_store
-        answered = 0
-        fsync_s = 0.0
-        while True:
-            await self._sync_wanted.wait()
-            if answered > 1 and len(self._waiting) < answered:
-                deadline = loop.time() + min(fsync_s * GROUP_WAIT_FRACTION, GROUP_WAIT_MAX_S)
-                while len(self._waiting) < answered:
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        break
-                    self._arrivals.clear()
-                    try:
-                        await asyncio.wait_for(self._arrivals.wait(), remaining)
-                    except asyncio.TimeoutError:
-                        break
-            self._sync_wanted.clear()
-            started = loop.time()
-            try:
-                if inline_ok and answered <= 1 and len(self._waiting) <= 1:
-                    durable = store.sync()  # one client waiting: skip two thread hand-offs
-                else:
-                    durable = await loop.run_in_executor(self._executor, store.sync)
-            except Exception as exc:
-                self.fail(exc)
-                return
-            took = loop.time() - started
-            self.sync_rounds += 1
-            fsync_s = took if fsync_s == 0.0 else 0.8 * fsync_s + 0.2 * took
-            answered = self._release(durable)
-
     async def _tick_loop(self) -> None:
         store = self.store
         while True:
@@ -728,7 +686,7 @@ class BrokerNode:
                 self.fail(exc)
                 return
             if store is not None and store.written_lsn > store.durable_lsn:
-                self._sync_wanted.set()  # unreceipted writes too become durable within a tick
+                self._group_commit.wanted()  # unreceipted writes too become durable within a tick
             self.flush()
 
 
