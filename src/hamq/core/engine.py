@@ -12,6 +12,7 @@ message; MESSAGE frames of persistent messages wait for their dispatch mark
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -92,8 +93,12 @@ class StompError(Exception):
         self.fatal = fatal
 
 
-def parse_destination(destination: Optional[str]) -> Tuple[str, str]:
-    """``/queue/x`` -> ("queue", "x"); ActiveMQ strips the prefix the same way."""
+def _parse_destination(destination: Optional[str]) -> Tuple[str, str]:
+    """``/queue/x`` -> ("queue", "x"); ActiveMQ strips the prefix the same way.
+
+    A SEND parses its destination up to three times (authorization, flow
+    control, routing), so good answers are cached; a bad one raises every time.
+    """
     if not destination:
         raise StompError("the frame has no destination header", "add destination:/queue/<name> or /topic/<name>")
     for kind in ("queue", "topic"):
@@ -106,6 +111,9 @@ def parse_destination(destination: Optional[str]) -> Tuple[str, str]:
     raise StompError(
         f"unsupported destination {destination!r}", "use a destination starting with /queue/ or /topic/"
     )
+
+
+parse_destination = functools.lru_cache(maxsize=4096)(_parse_destination)
 
 
 class Broker:

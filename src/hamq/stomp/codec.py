@@ -263,7 +263,7 @@ class FrameDecoder:
         if head_end - pos > self.max_frame_size:
             raise ProtocolError(f"frame exceeds maxFrameSize ({self.max_frame_size} bytes)")
         try:
-            head = bytes(buf[pos:head_end]).decode("utf-8")
+            head = buf[pos:head_end].decode("utf-8")
         except UnicodeDecodeError:
             raise ProtocolError("frame headers are not valid UTF-8") from None
         lines = head.split("\n")
@@ -272,11 +272,13 @@ class FrameDecoder:
             raise ProtocolError(f"malformed frame: bad command line {command[:40]!r}")
         if len(lines) - 1 > self.max_headers:
             raise ProtocolError(f"frame has more than {self.max_headers} headers")
-        escape = command not in _UNESCAPED_COMMANDS and self.version != "1.0"
+        # Checked once per frame, not per header: most frames have no escapes and no CRs.
+        escape = command not in _UNESCAPED_COMMANDS and self.version != "1.0" and "\\" in head
+        has_cr = "\r" in head
         headers: List[Tuple[str, str]] = []
         content_length: Optional[int] = None
         for line in lines[1:]:
-            if line.endswith("\r"):
+            if has_cr and line.endswith("\r"):
                 line = line[:-1]
             if len(line) > self.max_header_length:
                 raise ProtocolError(f"header longer than {self.max_header_length} bytes")
