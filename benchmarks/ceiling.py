@@ -4,13 +4,16 @@ The throughput goals compare hamq with ActiveMQ through the same stomp.py
 client on the same two cores. This measures the ceilings that no store change
 can lift, so a missed goal can be told apart from a slow store:
 
+* ``no-op responder``  benchmarks.noop_stomp, which only answers RECEIPTs: the
+                      client, loopback TCP and asyncio with no broker work
 * ``non-persistent``  hamq, receipt per message, nothing stored: the client's
                       and the broker's round trip alone
 * ``tmpfs``           hamq, persistent, journal on tmpfs (/dev/shm): the whole
                       broker path with an fsync that costs nothing
 * ``disk``            hamq, persistent, journal on the disk the suite uses
 * ``fdatasync``       bare os.write + fdatasync of 1 KiB at the end of a file,
-                      no Python broker around it
+                      and os.pwrite + fdatasync over preallocated space (what
+                      the journal does), no Python broker around either
 
 each for 1 producer and for 8 producer processes. Prints msgs/s (median of
 the repeats) and the best 1-producer rate the disk allows in theory,
@@ -25,11 +28,14 @@ import argparse
 import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 from benchmarks import stomp_load
 from benchmarks.brokers import Hamq, PortAllocator, install_signal_cleanup
+from benchmarks.probe import wait_for_connect
 from benchmarks.store_latency import raw_run
 
 
@@ -56,7 +62,18 @@ def main(argv=None) -> int:
     kind = Hamq(work, ports)
     rows = []
     try:
-        fsync_us = raw_run(str(work), 1000, "append", 0.0) * 1e6  # median per record
+        append_us = raw_run(str(work), 1000, "append", 0.0) * 1e6  # median per record
+        fsync_us = raw_run(str(work), 1000, "overwrite", 0.0) * 1e6  # preallocated, as the journal writes
+        port = ports.take()
+        noop = subprocess.Popen([sys.executable, "-m", "benchmarks.noop_stomp", str(port)])
+        try:
+            if wait_for_connect(port, 30, alive=lambda: noop.poll() is None) is None:
+                raise SystemExit("the no-op STOMP responder did not answer CONNECT within 30 s")
+            n1, n8 = _rates(port, "noop", True, args.messages, args.repeats)
+        finally:
+            noop.kill()
+            noop.wait()
+        rows.append(("no-op responder (no broker work)", n1, n8))
         disk = kind.node("disk", work / "store").start()
         disk.wait_connect(60)
         np1, _ = _rates(disk.port, "np", False, args.messages, args.repeats)
@@ -78,8 +95,9 @@ def main(argv=None) -> int:
     print(f"{'':32s} {'1 producer':>12s} {'8 producers':>12s}  (msgs/s)")
     for name, one, eight in rows:
         print(f"{name:32s} {one:12.0f} {'-' if eight is None else str(round(eight)):>12}")
-    print(f"bare os.write + fdatasync of 1 KiB (median): {fsync_us:.0f} us")
-    best = 1.0 / (1.0 / rows[0][1] + fsync_us / 1e6)
+    print(f"bare os.write + fdatasync of 1 KiB at the end of a file (median): {append_us:.0f} us")
+    print(f"bare os.pwrite + fdatasync of 1 KiB over preallocated space (median): {fsync_us:.0f} us")
+    best = 1.0 / (1.0 / rows[1][1] + fsync_us / 1e6)
     print(f"best 1-producer rate the disk allows: 1 / (round trip + fdatasync) = {best:.0f} msgs/s")
     print(f"load average: {os.getloadavg()[0]:.1f}")
     return 0
