@@ -14,11 +14,15 @@ When the last fsync answered several connections, the next one waits a little
 connections to send again, so it covers them all instead of only the first to
 come back.  One waiting client never waits.
 
-With a single client waiting and the store on a local file system the fsync
-runs on the event loop itself: the two thread hand-offs cost more than the
-fsync.  Otherwise, and always on shared storage, it runs in the worker thread,
-because an NFS stall must not freeze the event loop (and with it the lock
-keep-alive and the status endpoint).
+With the store on a local file system the fsync runs on the event loop
+itself: the thread hand-offs (submit, wake the worker, wake the loop through
+its self-pipe, chain the futures) cost more than the fsync, and frames that
+arrive meanwhile wait in the socket buffers and share the next fsync anyway.
+Measured with 8 receipted producers on the 2-core build host: 8,600-9,800
+msgs/s inline against 6,800-8,200 through the worker.  On shared storage
+(NFS, GFS2, anything not known to be local) it always runs in the worker
+thread, because a stall there must not freeze the event loop (and with it the
+lock keep-alive and the status endpoint).
 """
 
 from __future__ import annotations
@@ -92,9 +96,9 @@ class GroupCommit:
         if self._closed:
             return
         started = self._loop.time()
-        if self._inline_ok and self._answered <= 1 and self._waiting() <= 1:
+        if self._inline_ok:
             try:
-                durable = self._sync()  # one client waiting: skip two thread hand-offs
+                durable = self._sync()  # local file system: no thread hand-offs (see the module docstring)
             except Exception as exc:
                 self._fail(exc)
                 return

@@ -83,13 +83,17 @@ def test_sends_of_one_loop_round_share_one_sync():
     run(main())
 
 
-def test_a_lone_client_on_a_local_store_syncs_on_the_event_loop():
+def test_on_a_local_store_every_sync_runs_on_the_event_loop():
     async def main():
         server = Server(Store(), inline_ok=True)
         for _ in range(3):
             server.send("p")
             await server.settle()
-        assert [name for name, _ in server.store.syncs] == [threading.current_thread().name] * 3
+        for conn in "abc":
+            server.send(conn)
+        await server.settle()
+        assert [name for name, _ in server.store.syncs] == [threading.current_thread().name] * 4
+        assert [lsn for _, lsn in server.store.syncs] == [1, 2, 3, 6]  # a, b and c shared one
 
     run(main())
 
