@@ -9,10 +9,13 @@ It is driven by callbacks instead of a task waiting on events: a receipted
 persistent send then costs one scheduled callback, not an event, a future and
 a task wake-up each.
 
-When the last fsync answered several connections, the next one waits a little
-(at most half an fsync, never more than ``GROUP_WAIT_MAX_S``) for those
-connections to send again, so it covers them all instead of only the first to
-come back.  One waiting client never waits.
+When the fsync runs in the worker thread and the last one answered several
+connections, the next one waits a little (at most half an fsync, never more
+than ``GROUP_WAIT_MAX_S``) for those connections to send again, so it covers
+them all instead of only the first to come back.  One waiting client never
+waits.  An fsync on the event loop needs no such wait: what arrives while it
+blocks is read afterwards and shares the next one (measured with 8 producers:
+about 9,100 msgs/s without the wait, 8,100 with it).
 
 With the store on a local file system the fsync runs on the event loop
 itself: the thread hand-offs (submit, wake the worker, wake the loop through
@@ -76,7 +79,7 @@ class GroupCommit:
                 self._handle = self._loop.call_soon(self._run)
                 self._grouping = False
             return
-        if self._answered > 1 and self._waiting() < self._answered:
+        if not self._inline_ok and self._answered > 1 and self._waiting() < self._answered:
             delay = min(self._fsync_s * GROUP_WAIT_FRACTION, GROUP_WAIT_MAX_S)
             self._handle = self._loop.call_later(delay, self._run)
             self._grouping = True

@@ -154,6 +154,20 @@ def test_the_group_wait_is_bounded_when_the_others_do_not_return():
     run(main())
 
 
+def test_on_a_local_store_the_next_sync_does_not_wait_for_the_others():
+    async def main():
+        server = Server(Store(sync_s=0.004), inline_ok=True)
+        for conn in "abc":
+            server.send(conn)
+        await server.settle()
+        server.send("a")
+        await asyncio.sleep(0)  # one loop round: the sync has run, without waiting for b and c
+        await asyncio.sleep(0)
+        assert server.gc.rounds == 2 and server.answered[-1] == ("a", 4)
+
+    run(main())
+
+
 @pytest.mark.parametrize("inline_ok", [True, False])
 def test_a_failed_sync_ends_the_term_and_answers_nothing(inline_ok):
     async def main():
