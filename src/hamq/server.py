@@ -437,6 +437,9 @@ class BrokerNode:
         from hamq.store import MessageStore
 
         p = self.config.persistence
+        # Preallocation spares a local fsync its size commit; on shared storage it would only make a
+        # takeover read and trim the dead master's fill over the network, so it stays off there.
+        self._local_store = self._store_is_local()
         self.store = MessageStore(
             str(p.directory),
             sync_strategy=p.journal_disk_sync_strategy,
@@ -445,8 +448,8 @@ class BrokerNode:
             checkpoint_interval_ms=p.checkpoint_interval_ms,
             cleanup_interval_ms=p.cleanup_interval_ms,
             fence=self.lease.check_fence if self.lease is not None else None,
+            preallocate=self._local_store,
         )
-        self._local_store = self._store_is_local()
         started = time.monotonic()
         report = self.store.open(epoch=self.epoch or 0)
         log.info("store %s open in %.3f s: %s", p.directory, time.monotonic() - started, report)

@@ -210,3 +210,12 @@ def test_a_failed_preallocation_is_a_warning_and_the_data_is_still_written(tmp_p
     again = MessageStore(tmp_path)
     assert again.open(epoch=2).problems == [] and ids(again) == [f"id-{i}" for i in range(3)]
     again.close()
+
+
+def test_preallocate_false_writes_only_the_data(tmp_path):
+    store = crashed_writer(tmp_path, 3, preallocate=False)  # the server's choice on shared storage
+    assert os.path.getsize(tmp_path / "db-1.log") == store._journal.offset
+    store.close()
+    again = MessageStore(tmp_path)
+    assert again.open(epoch=2).problems == [] and ids(again) == [f"id-{i}" for i in range(3)]
+    again.close()

@@ -118,7 +118,8 @@ async def open_scheduler_store(
         record.update({"kahaDB": kahadb, "masterEpoch": lease.epoch})
         lockfile.become_master(fd, str(directory), record)
 
-    store = MessageStore(directory, sync_strategy="always", fence=lease.check_fence)
+    # a few scheduled jobs: not worth preallocating, and a takeover reads no fill over NFS
+    store = MessageStore(directory, sync_strategy="always", fence=lease.check_fence, preallocate=False)
     try:
         report = store.open(lease.epoch)
     except BaseException:

@@ -273,6 +273,7 @@ class Journal:
         sync_interval_ms: int,
         max_segment_bytes: int,
         fence: Optional[Callable[[], None]],
+        preallocate: bool = True,
     ) -> None:
         self.directory = directory
         self.sync_strategy = sync_strategy
@@ -294,7 +295,7 @@ class Journal:
         self._read_fds: Dict[int, int] = {}
         self._failed: Optional[str] = None
         #: keep fill ahead of the offset so fsyncs overwrite allocated blocks (see the module docstring)
-        self.preallocate = sync_strategy == "always"
+        self.preallocate = preallocate and sync_strategy == "always"
         self._filled_to = 0  # bytes [offset, _filled_to) of the write segment hold fill
 
     # ------------------------------------------------------------ segments

@@ -145,6 +145,7 @@ class MessageStore:
         cleanup_interval_ms: int = 30000,
         fence: Optional[Callable[[], None]] = None,
         audit_size: int = 100_000,
+        preallocate: bool = True,
     ) -> None:
         if sync_strategy not in SYNC_STRATEGIES:
             raise ValueError(
@@ -164,7 +165,7 @@ class MessageStore:
         self.checkpoint_interval = checkpoint_interval_ms / 1000.0
         self.cleanup_interval = cleanup_interval_ms / 1000.0
         self.fence = fence
-        self._journal = Journal(self.directory, sync_strategy, sync_interval_ms, max_segment_bytes, fence)
+        self._journal = Journal(self.directory, sync_strategy, sync_interval_ms, max_segment_bytes, fence, preallocate)
         self._audit = DuplicateAudit(audit_size)
         self._keys: Dict[str, KeyIndex] = {}
         self._live: Dict[int, int] = {}  # segment -> pending messages stored in it
