@@ -71,6 +71,15 @@ def run(coro):
     return asyncio.run(coro)
 
 
+async def three_answered(inline_ok: bool) -> Server:
+    """A server whose last sync answered a, b and c together (one fsync of 4 ms)."""
+    server = Server(Store(sync_s=0.004), inline_ok=inline_ok)
+    for conn in "abc":
+        server.send(conn)
+    await server.settle()
+    return server
+
+
 def test_sends_of_one_loop_round_share_one_sync():
     async def main():
         server = Server(Store(), inline_ok=False)
@@ -124,10 +133,7 @@ def test_sends_during_a_running_sync_get_the_next_one():
 
 def test_after_answering_several_the_next_sync_waits_briefly_for_them_to_return():
     async def main():
-        server = Server(Store(sync_s=0.004), inline_ok=False)
-        for conn in "abc":
-            server.send(conn)
-        await server.settle()
+        server = await three_answered(inline_ok=False)
         assert server.gc.rounds == 1
         server.send("a")  # only one of the three is back: wait for the others
         await asyncio.sleep(0)
@@ -141,10 +147,7 @@ def test_after_answering_several_the_next_sync_waits_briefly_for_them_to_return(
 
 def test_the_group_wait_is_bounded_when_the_others_do_not_return():
     async def main():
-        server = Server(Store(sync_s=0.004), inline_ok=False)
-        for conn in "abc":
-            server.send(conn)
-        await server.settle()
+        server = await three_answered(inline_ok=False)
         started = time.monotonic()
         server.send("a")
         await server.settle()
@@ -156,10 +159,7 @@ def test_the_group_wait_is_bounded_when_the_others_do_not_return():
 
 def test_on_a_local_store_the_next_sync_does_not_wait_for_the_others():
     async def main():
-        server = Server(Store(sync_s=0.004), inline_ok=True)
-        for conn in "abc":
-            server.send(conn)
-        await server.settle()
+        server = await three_answered(inline_ok=True)
         server.send("a")
         await asyncio.sleep(0)  # one loop round: the sync has run, without waiting for b and c
         await asyncio.sleep(0)
