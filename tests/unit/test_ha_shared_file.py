@@ -299,3 +299,60 @@ def test_probe_while_waiting_only_on_nfs(tmp_path):
 
     assert shared_file._on_nfs(str(tmp_path)) is False  # the test's tmp dir is a local file system
     assert _locker(tmp_path, "b1").probe_while_waiting is False
+
+
+def _replace_with_copy(directory) -> None:
+    """Swap the lock file for a byte-identical copy: same holder record, new inode."""
+    path = lockfile.lock_path(str(directory))
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path + ".copy", "wb") as f:
+        f.write(data)
+    os.replace(path + ".copy", path)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 15 case 3: a lock file replaced by an identical copy gives two masters")
+def test_a_lock_file_replaced_by_an_identical_copy_makes_the_new_master_wait(tmp_path):
+    async def main():
+        live = await _locker(tmp_path, "b1").acquire()
+        _replace_with_copy(tmp_path)  # the copy carries b1's holder record, so it does not look recreated
+        second = await _locker(tmp_path, "b2").acquire()
+        assert second.stale_master_wait_s > 0
+        assert "replaced" in live.probe()
+        live.release()
+        second.release()
+
+    asyncio.run(main())
+
+
+@pytest.mark.xfail(strict=True, reason="issue 15 case 3: the wait for a stale master comes after the epoch bump")
+def test_the_new_master_waits_before_it_bumps_the_epoch(tmp_path):
+    async def main():
+        live = await _locker(tmp_path, "b1").acquire()
+        _replace_with_copy(tmp_path)
+        acquiring = asyncio.ensure_future(_locker(tmp_path, "b2").acquire())
+        await asyncio.sleep(0.02)
+        assert not acquiring.done()
+        # while b2 waits, the old master is still the one the epoch names: its fence holds
+        assert lockfile.read_epoch(str(tmp_path)) == live.epoch
+        live.check_fence()
+        second = await acquiring
+        assert second.epoch == live.epoch + 1
+        live.release()
+        second.release()
+
+    asyncio.run(main())
+
+
+@pytest.mark.xfail(strict=True, reason="issue 15 case 3: the wait is not derived from the old master's keep-alive")
+def test_the_wait_follows_the_old_masters_keep_alive_period(tmp_path):
+    async def main():
+        slow_cfg = LockerConfig(lock_acquire_sleep_interval_ms=20, lock_keep_alive_period_ms=200)
+        live = await load_locker(slow_cfg, tmp_path, {"nodeName": "b1", "brokerName": "orders"}).acquire()
+        os.unlink(lockfile.lock_path(str(tmp_path)))
+        second = await _locker(tmp_path, "b2").acquire()  # keep-alive 30 ms, but b1 checks only every 200 ms
+        assert second.stale_master_wait_s >= 0.2 * shared_file.STALE_MASTER_WAIT_PERIODS
+        live.release()
+        second.release()
+
+    asyncio.run(main())
