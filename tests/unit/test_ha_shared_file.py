@@ -311,7 +311,6 @@ def _replace_with_copy(directory) -> None:
     os.replace(path + ".copy", path)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 3: a lock file replaced by an identical copy gives two masters")
 def test_a_lock_file_replaced_by_an_identical_copy_makes_the_new_master_wait(tmp_path):
     async def main():
         live = await _locker(tmp_path, "b1").acquire()
@@ -325,7 +324,6 @@ def test_a_lock_file_replaced_by_an_identical_copy_makes_the_new_master_wait(tmp
     asyncio.run(main())
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 3: the wait for a stale master comes after the epoch bump")
 def test_the_new_master_waits_before_it_bumps_the_epoch(tmp_path):
     async def main():
         live = await _locker(tmp_path, "b1").acquire()
@@ -344,7 +342,6 @@ def test_the_new_master_waits_before_it_bumps_the_epoch(tmp_path):
     asyncio.run(main())
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 3: the wait is not derived from the old master's keep-alive")
 def test_the_wait_follows_the_old_masters_keep_alive_period(tmp_path):
     async def main():
         slow_cfg = LockerConfig(lock_acquire_sleep_interval_ms=20, lock_keep_alive_period_ms=200)
@@ -354,5 +351,109 @@ def test_the_wait_follows_the_old_masters_keep_alive_period(tmp_path):
         assert second.stale_master_wait_s >= 0.2 * shared_file.STALE_MASTER_WAIT_PERIODS
         live.release()
         second.release()
+
+    asyncio.run(main())
+
+
+def test_replaced_since_last_master_tells_a_takeover_from_a_replaced_file(tmp_path):
+    d = str(tmp_path)
+    path = lockfile.lock_path(d)
+    fd = lockfile.try_lock(path)
+    assert not lockfile.replaced_since_last_master(fd, d)  # first start ever
+    lockfile.become_master(fd, d, {"nodeName": "b1"})
+    lockfile.unlock(fd)
+    fd = lockfile.try_lock(path)
+    assert not lockfile.replaced_since_last_master(fd, d)  # the dead master's own file: plain takeover
+    lockfile.unlock(fd)
+    for tamper in ("copy", "empty", "delete"):
+        fd = lockfile.try_lock(path)
+        lockfile.become_master(fd, d, {"nodeName": "b1"})
+        lockfile.unlock(fd)
+        if tamper == "copy":
+            _replace_with_copy(tmp_path)
+        elif tamper == "empty":
+            open(path + ".new", "wb").close()
+            os.replace(path + ".new", path)
+        else:
+            os.unlink(path)
+        fd = lockfile.try_lock(path)
+        assert lockfile.replaced_since_last_master(fd, d), tamper
+        previous = lockfile.previous_holder(fd, d)
+        assert previous and previous["nodeName"] == "b1", tamper  # from the copy or the epoch file
+        lockfile.unlock(fd)
+
+
+def test_a_holder_record_without_the_inode_counts_as_replaced(tmp_path):
+    d = str(tmp_path)
+    fd = lockfile.try_lock(lockfile.lock_path(d))
+    lockfile.become_master(fd, d, {"nodeName": "old"})
+    os.pwrite(fd, b'{"epoch": 1, "nodeName": "old"}\n' + b" " * 200, 0)  # an older hamq's record
+    lockfile.unlock(fd)
+    fd = lockfile.try_lock(lockfile.lock_path(d))
+    assert lockfile.replaced_since_last_master(fd, d)
+    lockfile.unlock(fd)
+
+
+def test_a_lease_serves_only_within_its_validity_window(tmp_path):
+    async def main():
+        lease = await _locker(tmp_path, "b1").acquire()  # keep-alive 30 ms: valid for 60 ms
+        assert lease.serving()
+        await asyncio.sleep(lease.valid_for_s * 1.5)  # no keep-alive task runs: nothing confirms the lock
+        assert not lease.serving()
+        lease.release()
+
+    asyncio.run(main())
+
+
+def test_a_doubt_stops_serving_until_a_later_probe_confirms_the_lock(tmp_path):
+    async def main():
+        lease = await _locker(tmp_path, "b1").acquire()
+        confirmed = []
+        lease.on_valid = lambda: confirmed.append(lease.serving())
+        lost = []
+        task = asyncio.ensure_future(lease.keep_alive(lost.append))
+        await asyncio.sleep(0.1)
+        assert lease.serving() and not confirmed
+        lease.doubt("test: the event loop stood still")
+        assert not lease.serving()
+        for _ in range(200):
+            if confirmed:
+                break
+            await asyncio.sleep(0.01)
+        assert confirmed == [True] and lease.serving() and not lost
+        lease.release()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(main())
+
+
+def test_a_probe_that_started_before_the_doubt_proves_nothing(tmp_path):
+    async def main():
+        lease = await _locker(tmp_path, "b1").acquire()
+        import time as _time
+
+        started = _time.monotonic()
+        lease.doubt("test: paused")
+        lease._confirmed(started)
+        assert not lease.serving()
+        lease._confirmed(_time.monotonic())
+        assert lease.serving()
+        lease.release()
+
+    asyncio.run(main())
+
+
+def test_a_doubted_lease_whose_lock_file_was_replaced_is_lost_not_restored(tmp_path):
+    async def main():
+        lease = await _locker(tmp_path, "b1").acquire()
+        restored, lost = [], []
+        lease.on_valid = lambda: restored.append(True)
+        task = asyncio.ensure_future(lease.keep_alive(lost.append))
+        await asyncio.sleep(0.05)
+        _replace_with_copy(tmp_path)
+        lease.doubt("test: resumed after a pause")
+        await asyncio.wait_for(task, 5)
+        assert lost and "replaced" in lost[0] and not restored and not lease.serving()
+        lease.release()
 
     asyncio.run(main())

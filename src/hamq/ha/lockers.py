@@ -56,6 +56,26 @@ class MasterLease(abc.ABC):
     def release(self) -> None:
         """Give the lock up (clean shutdown).  Safe to call twice."""
 
+    #: Set by the server: called on the event loop when a doubt (see :meth:`doubt`) has been cleared.
+    on_valid: Optional[Callable[[], Any]] = None
+
+    def serving(self) -> bool:
+        """May the master serve clients right now?  The server asks before every frame and every write.
+
+        A locker that can tell when its proof has gone stale (a pause, a hung
+        store) returns False until it has re-checked; the default trusts the lease
+        until it is lost.
+        """
+        return True
+
+    def doubt(self, why: str) -> None:
+        """The server noticed something (a pause of the event loop) that may have cost us the lock:
+        stop :meth:`serving` until the lock is confirmed again, then call :attr:`on_valid`.
+
+        The default lease cannot tell, so it has nothing to stop.
+        """
+        return None
+
 
 class Locker(abc.ABC):
     """Creates leases.  Constructed by :func:`load_locker` with the ``<locker>`` config."""

@@ -292,12 +292,55 @@ def _write_record(fd: int, data: bytes) -> None:
     os.fsync(fd)
 
 
+def previous_holder(fd: int, directory: str) -> Optional[Dict[str, Any]]:
+    """The record of the last master: from the lock file open as ``fd``, else from the epoch file.
+
+    A deleted or emptied lock file has no record any more, but the epoch file
+    keeps a copy of the holder on its second line.
+    """
+    record = read_record(fd)
+    if record:
+        return record
+    try:
+        with open(epoch_path(directory), "rb") as f:
+            lines = f.read(MAX_RECORD_BYTES).split(b"\n", 2)
+    except OSError:
+        return None
+    return _decode_record(lines[1]) if len(lines) > 1 else None
+
+
+def replaced_since_last_master(fd: int, directory: str) -> bool:
+    """Is the lock file open as ``fd`` another file than the one the last master locked?
+
+    True when the file was deleted and recreated, emptied, or replaced by any
+    other file, even a byte-identical copy of the old one (same holder record,
+    new inode): the last master may then still be running on its own, now
+    unreachable, lock file.  A master records the inode number it locked
+    (``lockInode``; st_dev differs between NFS clients, the inode number does
+    not).  False before the first master ever (epoch 0) and for a plain
+    takeover of the dead master's own file.  A record without ``lockInode``
+    (written by an older hamq) counts as replaced: waiting once is safe.
+    """
+    try:
+        if read_epoch(directory) == 0 and read_record(fd) is None:
+            return False
+    except ValueError:
+        return True
+    previous = previous_holder(fd, directory)
+    if not previous:
+        return True
+    return previous.get("lockInode") != os.fstat(fd).st_ino
+
+
 def become_master(fd: int, directory: str, identity: Dict[str, Any]) -> Dict[str, Any]:
     """Called with the lock held: bump the epoch durably, then write and fsync the holder record.
 
     The new epoch is one more than the larger of the epoch file and the last
     holder record, so neither a deleted epoch file nor a deleted lock file can
-    make an epoch repeat.  Returns the record (its ``epoch`` is the fencing token).
+    make an epoch repeat.  The record names the inode of the locked file, so
+    the next master can tell a plain takeover from a replaced lock file
+    (:func:`replaced_since_last_master`).  Returns the record (its ``epoch``
+    is the fencing token).
     """
     directory = os.fspath(directory)
     previous = read_record(fd) or {}
@@ -307,6 +350,7 @@ def become_master(fd: int, directory: str, identity: Dict[str, Any]) -> Dict[str
     except ValueError:
         pass  # a damaged epoch file is rewritten; the record's epoch still keeps us monotonic
     record = holder_record(identity, last + 1)
+    record["lockInode"] = os.fstat(fd).st_ino
     data = encode_record(record)
     _write_epoch(directory, record["epoch"], record)
     _write_record(fd, data)

@@ -40,8 +40,12 @@ log = logging.getLogger("hamq.ha")
 #: A keep-alive probe that has not finished after this many periods counts as lost
 #: (a hard-mounted NFS share that stopped answering hangs fsync for minutes).
 PROBE_TIMEOUT_PERIODS = 5
-#: How long a master that had to recreate the lock file waits, in keep-alive periods (see _wait_out_stale_master).
-STALE_MASTER_WAIT_PERIODS = 1.5
+#: A master serves only while its last good keep-alive probe started less than this many periods ago
+#: (see SharedFileLease.serving): a paused or cut-off master stops on its own.
+VALIDITY_PERIODS = 2.0
+#: How long a broker that finds a replaced lock file waits before taking over, in the old master's
+#: keep-alive periods: its validity window plus one period of margin (see _wait_out_stale_master).
+STALE_MASTER_WAIT_PERIODS = VALIDITY_PERIODS + 1.0
 MIN_PROBE_TIMEOUT_S = 10.0
 #: The fence trusts an unchanged stat of the epoch file only once its ctime is this old (see check_fence).
 FENCE_STAT_SETTLE_S = 1.0
@@ -77,6 +81,13 @@ def _on_local_fs(path: str) -> bool:
     anything unknown are treated the same way: the file is opened and read every time.
     """
     return _fstype(path) in storage_safety.LOCAL_FSTYPES
+
+
+def _describe(holder: Optional[Dict[str, Any]]) -> str:
+    if not holder:
+        return "unknown"
+    return "%s, host %s, pid %s, epoch %s" % (holder.get("nodeName"), holder.get("host"), holder.get("pid"),
+                                             holder.get("epoch"))
 
 
 def _in_daemon_thread(
@@ -140,6 +151,46 @@ class SharedFileLease(MasterLease):
         self.fence_by_stat = fence_by_stat
         self._epoch_path = lockfile.epoch_path(self._dir)
         self._verified_stat = None  # type: Optional[tuple]
+        #: Lease validity (see serving): monotonic deadline, and when a pause last cast doubt on it.
+        self.valid_for_s = VALIDITY_PERIODS * keep_alive_period_s
+        self._valid_until = time.monotonic() + self.valid_for_s
+        self._doubted_at = float("-inf")
+        self._wake = None  # type: Optional[asyncio.Event]
+        #: Called (on the event loop) when a good probe ends a doubt; the server resumes serving then.
+        self.on_valid = None  # type: Optional[Callable[[], Any]]
+
+    def serving(self) -> bool:
+        """May this master serve clients right now?
+
+        Only while its last good keep-alive probe started less than
+        ``VALIDITY_PERIODS`` keep-alive periods ago, and no pause has cast doubt
+        on it since.  A master that was paused (SIGSTOP, a frozen VM, a long
+        stall) or whose storage stopped answering therefore stops serving on its
+        own, before a broker that found the lock file replaced may take over
+        (it waits longer than this window), and before an NFS lease can expire.
+        """
+        return self.lost_reason is None and self.fd is not None and time.monotonic() < self._valid_until
+
+    def doubt(self, why: str) -> None:
+        """Stop serving until a probe that starts from now on confirms the lock (e.g. after a pause)."""
+        if self.lost_reason is not None:
+            return
+        self._doubted_at = time.monotonic()
+        if self._valid_until > 0:
+            log.warning("%s: not serving until the lock on %s is confirmed again", why, self._dir)
+        self._valid_until = 0.0
+        if self._wake is not None:
+            self._wake.set()
+
+    def _confirmed(self, probe_started: float) -> None:
+        """A probe that started at ``probe_started`` found the lock ours."""
+        if probe_started <= self._doubted_at:
+            return  # it may have run before the pause: it proves nothing about now
+        was_serving = self.serving()
+        self._valid_until = probe_started + self.valid_for_s
+        if not was_serving and self.serving() and self.on_valid is not None:
+            log.info("the lock on %s is confirmed (epoch %d): serving again", self._dir, self.epoch)
+            self.on_valid()
 
     def check_fence(self) -> None:
         """Raise StoreFenced unless the epoch file still holds our epoch; runs before every write.
@@ -192,9 +243,16 @@ class SharedFileLease(MasterLease):
             os.close(fd)
 
     async def keep_alive(self, on_lost: Callable[[str], Any]) -> None:
+        """Probe every keep-alive period (at once while the lease is in doubt); see :meth:`serving`."""
         timeout = max(PROBE_TIMEOUT_PERIODS * self.keep_alive_period_s, MIN_PROBE_TIMEOUT_S)
+        self._wake = asyncio.Event()
         while self.fd is not None and self.lost_reason is None:
-            await asyncio.sleep(self.keep_alive_period_s)
+            if self.serving():
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.keep_alive_period_s)
+                except asyncio.TimeoutError:
+                    pass
+            self._wake.clear()
             if self.fd is None:
                 return
             started = time.monotonic()
@@ -212,6 +270,8 @@ class SharedFileLease(MasterLease):
                 )
                 on_lost(problem)
                 return
+            if problem is None:
+                self._confirmed(started)
 
     def release(self) -> None:
         with self._fd_lock:
@@ -239,6 +299,8 @@ class SharedFileLocker(Locker):
         if self.sleep_interval_s <= 0:
             raise LockerError("lockAcquireSleepInterval must be greater than 0. Fix: set it to e.g. \"1000\"")
         self.lock_path = lockfile.lock_path(str(self.directory))
+        # the next master derives its wait for a stale master from this (see _wait_out_stale_master)
+        self.identity["keepAlivePeriodMs"] = int(round(self.keep_alive_period_s * 1000))
         self.probe_while_waiting = _on_nfs(str(self.directory))
         self.fence_by_stat = _on_local_fs(str(self.directory))
 
@@ -275,38 +337,49 @@ class SharedFileLocker(Locker):
                 on_waiting(self.holder())
             fd = await self._wait()
         try:
-            recreated = lockfile.read_record(fd) is None and lockfile.read_epoch(str(self.directory)) > 0
+            replaced = lockfile.replaced_since_last_master(fd, str(self.directory))
+            previous = lockfile.previous_holder(fd, str(self.directory)) if replaced else None
         except (OSError, ValueError):
-            recreated = True
+            replaced, previous = True, None
         try:
+            wait_s = await self._wait_out_stale_master(previous) if replaced else 0.0
             record = lockfile.become_master(fd, str(self.directory), self.identity)
         except BaseException:
             lockfile.unlock(fd)
             raise
         log.info("acquired the exclusive lock on %s: master with epoch %d", self.lock_path, record["epoch"])
         lease = SharedFileLease(fd, self.directory, record, self.keep_alive_period_s, self.fence_by_stat)
-        if recreated:
-            await self._wait_out_stale_master(lease)
+        lease.stale_master_wait_s = wait_s
         return lease
 
-    async def _wait_out_stale_master(self, lease: SharedFileLease) -> None:
-        """The lock file was missing although earlier masters existed: one of them may still run.
+    async def _wait_out_stale_master(self, previous: Optional[Dict[str, Any]]) -> float:
+        """The lock file is not the one the last master locked: that master may still be running.
 
-        That happens when the lock file was deleted or replaced under a live
-        master (AMQ-4705).  Its writes are already fenced by our new epoch; to
-        keep it from serving clients next to us, wait until its keep-alive has
-        seen the change and stopped it.  A normal takeover finds the dead
-        master's lock file in place and does not wait.
+        It happens when the lock file was deleted, emptied or replaced (even by
+        an identical copy) under a live master (AMQ-4705): it still holds its
+        lock on the old file, and we hold ours on the new one.  Before we bump
+        the epoch, and so before we serve anything, wait until that master has
+        stopped serving: its keep-alive sees the replaced file within one of its
+        keep-alive periods, and its lease-validity gate stops it after
+        ``VALIDITY_PERIODS`` periods without a good probe even if it is paused
+        or its storage hangs.  The wait is derived from the old master's own
+        period, recorded in its holder record, and never shorter than ours.
+        A plain takeover (the dead master's own lock file) does not wait.
         """
-        wait_s = STALE_MASTER_WAIT_PERIODS * self.keep_alive_period_s
+        period_s = self.keep_alive_period_s
+        try:
+            period_s = max(period_s, float((previous or {}).get("keepAlivePeriodMs", 0)) / 1000.0)
+        except (TypeError, ValueError):
+            pass
+        wait_s = STALE_MASTER_WAIT_PERIODS * period_s
         log.warning(
-            "the lock file %s had to be created although epoch %d was issued before: a previous master may "
-            "still be running on a deleted or replaced lock file; its writes are fenced now, and this broker "
-            "waits %.3f s (1.5 keep-alive periods) for it to stop before serving clients",
-            self.lock_path, lease.epoch - 1, wait_s,
+            "the lock file %s is not the file the last master (%s) locked: it was deleted or replaced, and that "
+            "master may still be running on its old file; waiting %.3f s (%.1f of its keep-alive periods) for "
+            "it to stop before taking over",
+            self.lock_path, _describe(previous), wait_s, STALE_MASTER_WAIT_PERIODS,
         )
-        lease.stale_master_wait_s = wait_s
         await asyncio.sleep(wait_s)
+        return wait_s
 
     def _file_id(self) -> Optional[tuple]:
         try:
