@@ -14,7 +14,6 @@ import socket
 import time
 
 import pytest
-
 from raw_stomp import RawStomp
 
 LOCKER = '<shared-file-locker lockAcquireSleepInterval="100" lockKeepAlivePeriod="300"/>'
