@@ -9,6 +9,10 @@ It is driven by callbacks instead of a task waiting on events: a receipted
 persistent send then costs one scheduled callback, not an event, a future and
 a task wake-up each.
 
+No sync starts while ``gate()`` says the lease is in doubt (a paused master
+must not write a byte before it has confirmed its lock); the master term
+calls :meth:`GroupCommit.wanted` again once it is confirmed.
+
 When the fsync runs in the worker thread and the last one answered several
 connections, the next one waits a little (at most half an fsync, never more
 than ``GROUP_WAIT_MAX_S``) for those connections to send again, so it covers
@@ -52,6 +56,7 @@ class GroupCommit:
         waiting: Callable[[], int],
         release: Callable[[int], int],
         fail: Callable[[BaseException], None],
+        gate: Callable[[], bool] = lambda: True,
     ) -> None:
         self._loop = loop
         self._sync = sync
@@ -60,6 +65,7 @@ class GroupCommit:
         self._waiting = waiting  # how many connections wait for durability now
         self._release = release  # writes what became durable; returns how many connections it answered
         self._fail = fail
+        self._gate = gate  # no fsync starts while the lease is in doubt; the term calls wanted() after
         self._handle: Optional[asyncio.Handle] = None
         self._grouping = False  # _handle is the timer of a group wait
         self._running = False  # a sync runs in the worker thread
@@ -96,7 +102,7 @@ class GroupCommit:
     def _run(self) -> None:
         self._handle = None
         self._grouping = False
-        if self._closed:
+        if self._closed or not self._gate():
             return
         started = self._loop.time()
         if self._inline_ok:

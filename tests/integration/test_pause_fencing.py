@@ -13,7 +13,6 @@ import signal
 import socket
 import time
 
-import pytest
 from raw_stomp import RawStomp
 
 LOCKER = '<shared-file-locker lockAcquireSleepInterval="100" lockKeepAlivePeriod="300"/>'
@@ -34,7 +33,6 @@ def _answers_connect(port: int, timeout: float = 0.5):
         client.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 2: a resumed master serves before it re-checks its lock")
 def test_a_resumed_ex_master_answers_nothing(hamq_broker, tmp_path):
     shared = tmp_path / "shared"
     a = hamq_broker(node_name="a", kahadb_dir=shared, locker=LOCKER)
@@ -72,3 +70,22 @@ def test_a_resumed_ex_master_answers_nothing(hamq_broker, tmp_path):
     assert "CONNECTED" not in late
     a.proc.wait(30)  # it noticed and stopped
     assert a.proc.returncode != 0
+
+
+def test_a_paused_master_that_kept_its_lock_serves_again_after_confirming_it(hamq_broker, tmp_path):
+    shared = tmp_path / "shared"
+    a = hamq_broker(node_name="a", kahadb_dir=shared, locker=LOCKER)
+    port = a.stomp_port
+    client = RawStomp(port, timeout=10)
+    assert client.connect()[0] == "CONNECTED"
+    os.kill(a.pid, signal.SIGSTOP)
+    try:
+        time.sleep(1.0)  # over three keep-alive periods: the lease's validity has lapsed
+        client.send("SEND", b"sent during the pause", destination="/queue/p", persistent="true", receipt="r1")
+    finally:
+        os.kill(a.pid, signal.SIGCONT)
+    assert client.frame()[0] == "RECEIPT"  # once the lock is confirmed, the term goes on
+    assert _answers_connect(port, timeout=5) == "CONNECTED"
+    status = a.status()
+    assert status["role"] == "master" and status["serving"] and a.alive()
+    assert "stood still" in a.log() or "not serving until" in a.log()

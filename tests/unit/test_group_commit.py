@@ -191,3 +191,22 @@ def test_after_close_nothing_is_synced():
         assert server.store.syncs == [] and server.answered == []
 
     run(main())
+
+
+@pytest.mark.parametrize("inline_ok", [True, False])
+def test_no_sync_starts_while_the_gate_is_closed(inline_ok):
+    """A master whose lease is in doubt (a pause) must not write a byte until its lock is confirmed."""
+
+    async def main():
+        server = Server(Store(), inline_ok=inline_ok)
+        serving = [False]
+        server.gc._gate = lambda: serving[0]
+        server.send("a")
+        await asyncio.sleep(0.05)
+        assert server.store.syncs == [] and server.waiting == {"a": 1}
+        serving[0] = True
+        server.gc.wanted()  # what the master term does once the lease is confirmed
+        await server.settle()
+        assert server.answered == [("a", 1)] and len(server.store.syncs) == 1
+
+    run(main())

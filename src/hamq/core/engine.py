@@ -42,9 +42,10 @@ from hamq.core.subscriptions import (
     Subscription,
 )
 from hamq.core.transactions import Transaction
+from hamq.durability import DurabilityTracker
 from hamq.security import AccessDenied, SecurityPolicy
 from hamq.stomp.codec import SUPPORTED_VERSIONS, Frame, HeartBeat, ProtocolError
-from hamq.store.ops import Ack, AddMessage, DeleteKey, MarkDispatched, PutMeta
+from hamq.store.ops import Ack, AddMessage, DeleteKey, PutMeta
 
 log = logging.getLogger("hamq.engine")
 
@@ -150,13 +151,11 @@ class Broker:
         self.durables: Dict[str, Durable] = {}
         self.client_ids: Dict[str, ClientConnection] = {}
         self._outputs: List[Output] = []
-        self._pending_ops: list = []
-        self._marks: Dict[str, int] = {}
-        self._awaiting_flush: List[Output] = []
+        #: The one place that knows what waits for the disk (hamq.durability).
+        self.durability = DurabilityTracker(store)
         self._dirty: Dict[int, MessageQueue] = {}
         self._ack_counter = 0
         self._now = clock()
-        self.last_lsn = 0
         #: Messages a queue keeps in memory; persistent ones beyond it are paged from the store.
         self.queue_window = DEFAULT_WINDOW
         #: Body bytes a queue keeps in memory (see destinations.DEFAULT_MEMORY_LIMIT).
@@ -298,7 +297,7 @@ class Broker:
         self._run_dispatch()
         if self._flow_queues:
             self._resume_producers()
-        self._flush_store()
+        self.durability.end_round()
         outputs = self._outputs
         self._outputs = []
         return outputs
@@ -491,10 +490,9 @@ class Broker:
                 self._authorize(conn, "topic", name, "admin")
                 durable = self._new_durable(conn.client_id, subscription_name, name, selector_text, selector,
                                             no_local)
-                if self.store is not None:
-                    meta = {"clientId": conn.client_id, "subscriptionName": subscription_name, "topic": name,
-                            "selector": selector_text, "noLocal": no_local}
-                    self._pending_ops.append(PutMeta(key, json.dumps(meta)))
+                meta = {"clientId": conn.client_id, "subscriptionName": subscription_name, "topic": name,
+                        "selector": selector_text, "noLocal": no_local}
+                self.durability.defer(PutMeta(key, json.dumps(meta)))
             queue = durable.queue
         else:
             queue = MessageQueue(name, "topic-subscription")
@@ -591,7 +589,7 @@ class Broker:
         self._receipt(conn, frame)
 
     def _on_disconnect(self, conn: ClientConnection, frame: Frame) -> None:
-        self._receipt(conn, frame, after_lsn=self.last_lsn, flush=True)
+        self._receipt(conn, frame, after_lsn=self.durability.token_now(), flush=True)
         self._close(conn)
 
     # ------------------------------------------------------------------ helpers: frames
@@ -653,7 +651,7 @@ class Broker:
             return
         out = self._emit(conn, Frame("RECEIPT", [("receipt-id", receipt)]), after_lsn)
         if flush:
-            self._awaiting_flush.append(out)
+            self.durability.after_next_batch(out)
 
     def _error(self, conn: ClientConnection, problem: str, fix: str, receipt: Optional[str], fatal: bool) -> None:
         text = f"{problem}. Fix: {fix}".replace("\n", " ").replace("\r", " ")
@@ -706,8 +704,7 @@ class Broker:
         topic = self.topics.get(durable.topic)
         if topic is not None and durable in topic.durables:
             topic.durables.remove(durable)
-        if self.store is not None:
-            self._pending_ops.append(DeleteKey(durable.key))
+        self.durability.defer(DeleteKey(durable.key))
 
     def _mark_dirty(self, queue: MessageQueue) -> None:
         self._dirty[id(queue)] = queue
@@ -790,9 +787,9 @@ class Broker:
         store = self.store
         for topic in topics:
             topic.enqueued += 1
-        lsn = self.last_lsn if duplicate else 0
+        lsn = self.durability.token_now() if duplicate else 0
         if adds:
-            lsn = self._append(adds)
+            lsn = self.durability.append(adds)
             seqs = store.last_seqs
             for _queue, message, index in placements:
                 if index >= 0:
@@ -891,23 +888,22 @@ class Broker:
         queue.taken(message)
         if sub.ack_mode == "auto":
             queue.dequeued += 1
-            if message.key is not None and self.store is not None:
-                self._pending_ops.append(Ack(message.key, message.seq))
-                self._awaiting_flush.append(out)
+            if message.key is not None:
+                self.durability.defer(Ack(message.key, message.seq))
+                self.durability.after_next_batch(out)
         else:
             sub.track(ack_id, message)
             conn.ack_index[ack_id] = sub
             queue.inflight += 1
-            if message.key is not None and self.store is not None:
-                if message.seq > self._marks.get(message.key, -1):
-                    self._marks[message.key] = message.seq
-                self._awaiting_flush.append(out)
+            if message.key is not None:
+                self.durability.mark(message.key, message.seq)
+                self.durability.after_next_batch(out)
 
     def _expire(self, queue: MessageQueue, message: Message) -> None:
         queue.taken(message)
         queue.dequeued += 1
-        if message.key is not None and self.store is not None:
-            self._pending_ops.append(Ack(message.key, message.seq))
+        if message.key is not None:
+            self.durability.defer(Ack(message.key, message.seq))
 
     def _apply_ack(self, conn: ClientConnection, sub: Subscription, ack_id: str, nack: bool) -> int:
         """ACK (cumulative in client mode) or NACK one delivery; returns an lsn to wait for."""
@@ -924,8 +920,8 @@ class Broker:
                 lsn = max(lsn, self._dead_letter(queue, message, "NACK"))
             else:
                 queue.dequeued += 1
-                if message.key is not None and self.store is not None:
-                    self._pending_ops.append(Ack(message.key, message.seq))
+                if message.key is not None:
+                    self.durability.defer(Ack(message.key, message.seq))
         self._mark_dirty(queue)
         return lsn
 
@@ -943,7 +939,7 @@ class Broker:
             ops = [AddMessage(dlq.key, message.message_id, headers, message.body)]
             if message.key is not None:
                 ops.append(Ack(message.key, message.seq))
-            lsn = self._append(ops)
+            lsn = self.durability.append(ops)
             moved.key = dlq.key
             moved.seq = self.store.last_seqs[0]
         log.info("message %s from %s moved to %s: %s", message.message_id, message.destination, self.dlq_name, cause)
@@ -983,37 +979,6 @@ class Broker:
                 back.append(message)
         queue.requeue(back)
         self._mark_dirty(queue)
-
-    # ------------------------------------------------------------------ helpers: store
-    def _append(self, ops: list) -> int:
-        """Write one atomic batch: pending acks/marks first, then ``ops``."""
-        batch = self._pending_ops
-        self._pending_ops = []
-        if self._marks:
-            batch.extend(MarkDispatched(key, seq) for key, seq in self._marks.items())
-            self._marks = {}
-        batch.extend(ops)
-        lsn = self.store.append(batch)
-        self.last_lsn = lsn
-        for out in self._awaiting_flush:
-            if out.after_lsn < lsn:
-                out.after_lsn = lsn
-        self._awaiting_flush = []
-        return lsn
-
-    def _flush_store(self) -> None:
-        if self.store is None:
-            self._pending_ops = []
-            self._marks = {}
-            self._awaiting_flush = []
-            return
-        if self._pending_ops or self._marks:
-            self._append([])
-        elif self._awaiting_flush:
-            for out in self._awaiting_flush:
-                if out.after_lsn < self.last_lsn:
-                    out.after_lsn = self.last_lsn
-            self._awaiting_flush = []
 
 
 def _is_scheduled(frame: Frame) -> bool:
