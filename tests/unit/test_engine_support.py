@@ -110,7 +110,7 @@ class Harness:
 
 
 #: Header names that really contain an underscore (the kwargs helper maps _ to -).
-KEEP_UNDERSCORE = {"AMQ_SCHEDULED_DELAY", "AMQ_SCHEDULED_PERIOD", "AMQ_SCHEDULED_REPEAT", "AMQ_SCHEDULED_CRON"}
+KEEP_UNDERSCORE = {"_AMQ_DUPL_ID", "AMQ_SCHEDULED_DELAY", "AMQ_SCHEDULED_PERIOD", "AMQ_SCHEDULED_REPEAT", "AMQ_SCHEDULED_CRON"}
 
 
 def hdr(**headers) -> dict:
