@@ -342,14 +342,24 @@ def test_status_and_metrics_report_destinations(port, clients, shared):
     assert 'hamq_role{broker="test",node="b1",role="master"} 1' in metrics
 
 
-def test_duplicate_persistent_message_id_is_enqueued_once(port, clients, shared):
+def test_a_persistent_resend_with_the_same_duplicate_id_is_enqueued_once(port, clients, shared):
     queue = unique()
     p, lp = clients(port)
     for i in range(2):
-        p.send(f"/queue/{queue}", "once", headers={"persistent": "true", "message-id": f"dup-{queue}"},
+        p.send(f"/queue/{queue}", "once", headers={"persistent": "true", "_AMQ_DUPL_ID": f"dup-{queue}"},
                receipt=f"d{i}")
     lp.wait_receipt("d1")
     assert shared.destination(queue)["depth"] == 1
+
+
+def test_a_repeated_message_id_alone_is_never_dropped(port, clients, shared):
+    queue = unique()
+    p, lp = clients(port)
+    for i in range(2):
+        p.send(f"/queue/{queue}", "twice", headers={"persistent": "true", "message-id": f"same-{queue}"},
+               receipt=f"m{i}")
+    lp.wait_receipt("m1")
+    assert shared.destination(queue)["depth"] == 2
 
 
 @pytest.mark.parametrize("version", ["1.1", "1.2"])

@@ -38,7 +38,6 @@ def drain(h, dest):
     return frames
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 10: a client message-id is a global duplicate key")
 def test_the_same_client_message_id_on_two_queues_is_delivered_on_both(tmp_path):
     h = Harness(store=open_store(tmp_path))
     h.connect("p")
@@ -49,7 +48,6 @@ def test_the_same_client_message_id_on_two_queues_is_delivered_on_both(tmp_path)
     assert [f.body for f in drain(h, "/queue/b")] == [b"B"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 10: an application that renumbers after a restart loses messages")
 def test_message_ids_reused_after_a_restart_are_new_messages(tmp_path):
     h = Harness(store=open_store(tmp_path))
     h.connect("p")
@@ -62,7 +60,6 @@ def test_message_ids_reused_after_a_restart_are_new_messages(tmp_path):
     assert len(drain(h, "/queue/a")) == 6
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 10: MESSAGE carries the client's message-id")
 def test_every_message_carries_a_unique_broker_message_id_and_keeps_the_clients_own(tmp_path):
     h = Harness(store=open_store(tmp_path))
     h.connect("p")
@@ -75,7 +72,6 @@ def test_every_message_carries_a_unique_broker_message_id_and_keeps_the_clients_
     assert [f.get("client-message-id") for f in frames] == ["mine", "mine", None]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 10: the broker ignores an explicit duplicate id")
 def test_an_explicit_duplicate_id_stores_a_resend_once_even_after_a_restart(tmp_path):
     h = Harness(store=open_store(tmp_path))
     h.connect("p")
@@ -98,7 +94,6 @@ def test_a_duplicate_id_is_scoped_to_its_destination(tmp_path):
     assert len(drain(h, "/queue/a")) == 1 and len(drain(h, "/queue/b")) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 11: STOMP 1.2 ack ids repeat after a failover")
 def test_ack_ids_never_repeat_across_master_terms(tmp_path):
     seen = set()
     h = Harness(store=open_store(tmp_path, epoch=1))
@@ -116,7 +111,6 @@ def test_ack_ids_never_repeat_across_master_terms(tmp_path):
         h.drop("c")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 11: an ack id of the previous term acks a message of this one")
 def test_an_ack_id_from_another_term_is_an_error_not_a_wrong_ack(tmp_path):
     h = Harness(store=open_store(tmp_path, epoch=1))
     h.connect("p")

@@ -28,12 +28,14 @@ def test_queue_delivers_with_headers_and_generated_message_id():
     assert msg.get("redelivered") is None
 
 
-def test_client_supplied_message_id_is_kept():
+def test_client_supplied_message_id_travels_in_client_message_id():
     h = Harness()
     h.connect("c")
     h.send("c", "SUBSCRIBE", destination="/queue/a", id="s1")
     send(h, "c", "/queue/a", message_id="my-id-1")
-    assert h.take("c")[0].get("message-id") == "my-id-1"
+    frame = h.take("c")[0]
+    assert frame.get("client-message-id") == "my-id-1"
+    assert frame.get("message-id").startswith("ID:")  # the broker's own, as ActiveMQ assigns
 
 
 def test_queue_load_balances_round_robin():

@@ -121,15 +121,16 @@ def test_deep_queue_is_paged_not_held_in_memory(store_dir):
     assert queue.depth == 0
 
 
-def test_duplicate_message_id_is_receipted_but_enqueued_once_even_after_restart(store_dir):
+def test_a_resend_with_the_same_duplicate_id_is_receipted_but_enqueued_once_even_after_restart(store_dir):
+    dup = {"_AMQ_DUPL_ID": "m-1"}
     h = harness(store_dir)
     h.connect("p")
-    h.send("p", "SEND", b"a", destination="/queue/a", persistent="true", message_id="m-1", receipt="1")
-    h.send("p", "SEND", b"a", destination="/queue/a", persistent="true", message_id="m-1", receipt="2")
+    h.send("p", "SEND", b"a", destination="/queue/a", persistent="true", receipt="1", **dup)
+    h.send("p", "SEND", b"a", destination="/queue/a", persistent="true", receipt="2", **dup)
     assert [f.get("receipt-id") for f in h.take("p")] == ["1", "2"]
     h = restart(h, store_dir)
     h.connect("p")
-    h.send("p", "SEND", b"a", destination="/queue/a", persistent="true", message_id="m-1", receipt="3")
+    h.send("p", "SEND", b"a", destination="/queue/a", persistent="true", receipt="3", **dup)
     assert h.take("p")[0].get("receipt-id") == "3"
     assert h.broker.queues["a"].depth == 1
 

@@ -366,9 +366,8 @@ def test_replaced_since_last_master_tells_a_takeover_from_a_replaced_file(tmp_pa
     assert not lockfile.replaced_since_last_master(fd, d)  # the dead master's own file: plain takeover
     lockfile.unlock(fd)
     for tamper in ("copy", "empty", "delete"):
-        fd = lockfile.try_lock(path)
-        lockfile.become_master(fd, d, {"nodeName": "b1"})
-        lockfile.unlock(fd)
+        live = lockfile.try_lock(path)
+        lockfile.become_master(live, d, {"nodeName": "b1"})
         if tamper == "copy":
             _replace_with_copy(tmp_path)
         elif tamper == "empty":
@@ -381,6 +380,7 @@ def test_replaced_since_last_master_tells_a_takeover_from_a_replaced_file(tmp_pa
         previous = lockfile.previous_holder(fd, d)
         assert previous and previous["nodeName"] == "b1", tamper  # from the copy or the epoch file
         lockfile.unlock(fd)
+        lockfile.unlock(live)
 
 
 def test_a_holder_record_without_the_inode_counts_as_replaced(tmp_path):
@@ -407,7 +407,8 @@ def test_a_lease_serves_only_within_its_validity_window(tmp_path):
 
 def test_a_doubt_stops_serving_until_a_later_probe_confirms_the_lock(tmp_path):
     async def main():
-        lease = await _locker(tmp_path, "b1").acquire()
+        cfg = LockerConfig(lock_acquire_sleep_interval_ms=20, lock_keep_alive_period_ms=500)
+        lease = await load_locker(cfg, tmp_path, {"nodeName": "b1", "brokerName": "orders"}).acquire()
         confirmed = []
         lease.on_valid = lambda: confirmed.append(lease.serving())
         lost = []

@@ -15,6 +15,7 @@ from hamq.store import (
     MarkDispatched,
     MessageStore,
     PutMeta,
+    RememberId,
     StoreError,
 )
 from hamq.store.audit import DuplicateAudit
@@ -200,24 +201,36 @@ def test_transaction_batch_is_atomic_on_recovery(tmp_path):
 
 
 def test_duplicate_audit_survives_restart_and_is_bounded(tmp_path):
+    def dup(i):
+        return store.is_duplicate("queue:a", f"id-{i}")
+
     store = MessageStore(tmp_path, audit_size=4)
     store.open()
     for i in range(5):
-        store.append([add(i)])
-    assert store.is_duplicate("id-4") and store.is_duplicate("id-3")
-    assert not store.is_duplicate("id-0")  # fell out of the bounded audit
+        store.append([add(i), RememberId("queue:a", f"id-{i}")])
+    assert dup(4) and dup(3)
+    assert not dup(0)  # fell out of the bounded audit
+    assert not store.is_duplicate("queue:b", "id-4")  # scoped to its destination
     store.append([Ack("queue:a", s) for s in [r.seq for r in store.iter_pending("queue:a")]])
-    remembered = [store.is_duplicate(f"id-{i}") for i in range(5)]
+    remembered = [dup(i) for i in range(5)]
     store.close()  # checkpoint holds the audit
     store = MessageStore(tmp_path, audit_size=4)
     store.open()
-    assert [store.is_duplicate(f"id-{i}") for i in range(5)] == remembered
-    store.append([add(7)])
+    assert [dup(i) for i in range(5)] == remembered
+    store.append([add(7), RememberId("queue:a", "id-7")])
     store.close(checkpoint=False)  # id-7 only in the journal
     store = MessageStore(tmp_path, audit_size=4)
     store.open()
-    assert store.is_duplicate("id-7") and store.is_duplicate("id-4")
+    assert dup(7) and dup(4)
     assert len(store._audit) <= 4
+    store.close()
+
+
+def test_a_message_id_alone_is_never_a_duplicate(tmp_path):
+    store = MessageStore(tmp_path)
+    store.open()
+    store.append([add(1)])
+    assert not store.is_duplicate("queue:a", "id-1")
     store.close()
 
 
@@ -363,7 +376,7 @@ def test_bad_input_is_refused_and_writes_nothing(tmp_path):
     with pytest.raises(ValueError, match="over the 65535-byte limit"):
         store.append([AddMessage("queue:" + "x" * 70000, "i", [], b"")])
     assert os.path.getsize(tmp_path / "db-1.log") == size
-    assert store.keys() == [] and not store.is_duplicate("id-1")
+    assert store.keys() == [] and not store.is_duplicate("queue:a", "id-1")
     assert store.append([]) == 0  # nothing to write
     store.append([add(1)])
     assert store.last_seqs == [1]  # refused batches consumed no seq
@@ -386,15 +399,17 @@ def test_read_detects_damage_in_a_checkpointed_message(tmp_path):
     store.close()
 
 
-def test_message_ids_with_nul_survive_a_checkpoint(tmp_path):
+def test_duplicate_ids_with_nul_survive_a_checkpoint(tmp_path):
     store = MessageStore(tmp_path)
     store.open()
-    store.append([AddMessage("queue:a", "a\0b", [], b""), AddMessage("queue:a", "ü\udcff", [], b"")])
+    store.append([AddMessage("queue:a", "m1", [], b""), RememberId("queue:a", "a\0b"),
+                  AddMessage("queue:a", "m2", [], b""), RememberId("queue:a", "ü\udcff")])
     store.close()
     store = MessageStore(tmp_path)
     report = store.open()
     assert report.checkpoint == CKPT_NAME and report.replayed_batches == 0
-    assert store.is_duplicate("a\0b") and store.is_duplicate("ü\udcff") and not store.is_duplicate("a")
+    assert store.is_duplicate("queue:a", "a\0b") and store.is_duplicate("queue:a", "ü\udcff")
+    assert not store.is_duplicate("queue:a", "a")
     store.close()
 
 
@@ -434,7 +449,7 @@ def test_the_same_object_can_be_closed_and_reopened(tmp_path):
 def test_stats_follow_the_store(tmp_path):
     store = MessageStore(tmp_path)
     store.open()
-    store.append([add(1), add(2)])
+    store.append([add(1), add(2), RememberId("queue:a", "d1"), RememberId("queue:a", "d2")])
     st = store.stats()
     assert (st["pendingMessages"], st["writtenLsn"], st["durableLsn"], st["checkpointLsn"]) == (2, 1, 0, 0)
     store.sync()

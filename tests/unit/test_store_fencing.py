@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from hamq.store import AddMessage, MessageStore, StoreError, StoreFenced
+from hamq.store import AddMessage, MessageStore, RememberId, StoreError, StoreFenced
 from hamq.store.index import CKPT_NAME, CKPT_PREV
 
 
@@ -44,7 +44,7 @@ def test_a_fenced_store_writes_nothing(tmp_path):
     assert fence.calls >= 2  # open and the group commit
     before = journal_bytes(tmp_path)
     fence.lost = True
-    store.append([add(2)])  # queued in memory for the next group commit, not written
+    store.append([add(2), RememberId("queue:a", "id-2")])  # queued in memory for the next group commit, not written
     with pytest.raises(StoreFenced):
         store.sync()  # the group commit fences first: nothing becomes durable, nothing is receipted
     with pytest.raises(StoreFenced):
@@ -56,7 +56,7 @@ def test_a_fenced_store_writes_nothing(tmp_path):
     assert not os.path.exists(tmp_path / CKPT_NAME)
     fresh = MessageStore(tmp_path)
     fresh.open(epoch=2)
-    assert ids(fresh) == ["id-1"] and not fresh.is_duplicate("id-2")
+    assert ids(fresh) == ["id-1"] and not fresh.is_duplicate("queue:a", "id-2")
     fresh.close()
 
 
@@ -154,7 +154,7 @@ def test_zombie_appends_after_takeover_are_ignored(tmp_path):
     assert report.sealed[0] == 1 and report.sealed[2] == 1
     master.append([add(2)])
 
-    zombie.append([add(66)])  # lands past the seal of db-1.log
+    zombie.append([add(66), RememberId("queue:a", "id-66")])  # lands past the seal of db-1.log
     zombie.append([add(67)])
     zombie.sync()
     assert ids(zombie) == ["id-1", "id-66", "id-67"]  # the zombie believes it wrote them
@@ -167,7 +167,7 @@ def test_zombie_appends_after_takeover_are_ignored(tmp_path):
     fresh = MessageStore(tmp_path)
     report = fresh.open(epoch=3)
     assert ids(fresh) == ["id-1", "id-2", "id-3"]
-    assert not fresh.is_duplicate("id-66")
+    assert not fresh.is_duplicate("queue:a", "id-66")
     assert report.checkpoint is None  # the zombie's checkpoint was set aside
     fresh.close()
 

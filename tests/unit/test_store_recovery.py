@@ -11,7 +11,7 @@ import tempfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hamq.store import Ack, AddMessage, MarkDispatched, MessageStore, PutMeta, StoreError
+from hamq.store import Ack, AddMessage, MarkDispatched, MessageStore, PutMeta, RememberId, StoreError
 
 
 def add(i: int, key: str = "queue:a") -> AddMessage:
@@ -228,11 +228,11 @@ def test_random_truncation_and_corruption_never_yield_a_bad_message(data):
             if got is not None:
                 assert any(h[seq] == got for h in candidates), f"message {seq} differs from what was appended"
         # and the store is writable again
-        store.append([AddMessage("queue:a", "after", [], b"ok")])
+        store.append([AddMessage("queue:a", "after", [], b"ok"), RememberId("queue:a", "after")])
         store.close()
         store = MessageStore(d, **kw)
         store.open(epoch=3)
-        assert store.is_duplicate("after")
+        assert store.is_duplicate("queue:a", "after")
         store.close()
     finally:
         shutil.rmtree(d, ignore_errors=True)

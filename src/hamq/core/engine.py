@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import secrets
 import time
 from collections import deque
 from typing import Dict, List, Optional, Tuple
@@ -45,7 +46,8 @@ from hamq.core.transactions import Transaction
 from hamq.durability import DurabilityTracker
 from hamq.security import AccessDenied, SecurityPolicy
 from hamq.stomp.codec import SUPPORTED_VERSIONS, Frame, HeartBeat, ProtocolError
-from hamq.store.ops import Ack, AddMessage, DeleteKey, PutMeta
+from hamq.stomp.headers import CLIENT_MESSAGE_ID, DUPLICATE_ID
+from hamq.store.ops import Ack, AddMessage, DeleteKey, PutMeta, RememberId
 
 log = logging.getLogger("hamq.engine")
 
@@ -154,7 +156,10 @@ class Broker:
         #: The one place that knows what waits for the disk (hamq.durability).
         self.durability = DurabilityTracker(store)
         self._dirty: Dict[int, MessageQueue] = {}
+        #: Ack ids and broker-internal message numbers; ack ids carry the term's tag (see _deliver).
         self._ack_counter = 0
+        self._internal_seq = 0
+        self._ack_prefix = _ack_prefix(store)
         self._now = clock()
         #: Messages a queue keeps in memory; persistent ones beyond it are paged from the store.
         self.queue_window = DEFAULT_WINDOW
@@ -714,12 +719,20 @@ class Broker:
         return self._place(self._prepare(conn, frames))
 
     def _prepare(self, conn: Optional[ClientConnection], frames: List[Frame]):
-        """Build the messages and their store ops; raises StompError before anything is stored."""
+        """Build the messages and their store ops; raises StompError before anything is stored.
+
+        Every message gets a broker-assigned message-id (a client's own travels in
+        ``client-message-id``). Duplicates are recognised only by an explicit
+        ``_AMQ_DUPL_ID`` per destination, which hamq's failover client sets on
+        every resendable SEND: a plain message-id is never a reason to drop a
+        message.
+        """
         now_ms = int(self.clock() * 1000)
         store = self.store
         adds: list = []
+        remembered: list = []
         placements: List[Tuple[MessageQueue, Message, int]] = []
-        seen_ids = set()
+        seen = set()
         duplicate = False
         topics: List[Topic] = []
         for frame in frames:
@@ -727,32 +740,38 @@ class Broker:
             kind, name = parse_destination(destination)
             if conn is not None and self.scheduler is not None and self._schedule(frame):
                 continue
-            message_id = frame.get("message-id")
-            if not message_id:
-                if conn is not None:
-                    conn.message_seq += 1
-                    message_id = self.ids.message_id(conn.number, conn.message_seq)
-                else:
-                    self._ack_counter += 1
-                    message_id = self.ids.message_id(0, self._ack_counter)
+            if conn is not None:
+                conn.message_seq += 1
+                message_id = self.ids.message_id(conn.number, conn.message_seq)
+            else:
+                self._internal_seq += 1
+                message_id = self.ids.message_id(0, self._internal_seq)
             persistent = frame.get("persistent") == "true"
             headers = []
             has_timestamp = False
+            duplicate_id = None
             for k, v in frame.headers:
                 if k in FRAME_ONLY_HEADERS:
+                    if k == "message-id":
+                        headers.append((CLIENT_MESSAGE_ID, v))
                     continue
                 if k == "timestamp":
                     has_timestamp = True
+                elif k == DUPLICATE_ID and duplicate_id is None:
+                    duplicate_id = v
                 headers.append((k, v))
             if not has_timestamp:
                 headers.append(("timestamp", str(now_ms)))
             message = Message(message_id, destination, headers, frame.body, persistent, origin=conn)
-            if persistent and store is not None:
-                if message_id in seen_ids or store.is_duplicate(message_id):
+            if persistent and store is not None and duplicate_id:
+                scope = f"{kind}:{name}"
+                if (scope, duplicate_id) in seen or store.is_duplicate(scope, duplicate_id):
                     duplicate = True
-                    log.debug("duplicate persistent message %s stored once", message_id)
+                    log.debug("duplicate persistent message %s to %s stored once", duplicate_id, destination)
                     continue
-                seen_ids.add(message_id)
+                seen.add((scope, duplicate_id))
+            else:
+                scope = None
             if kind == "queue":
                 targets = [self._queue(name)]
             else:
@@ -760,15 +779,19 @@ class Broker:
                 topics.append(topic)
                 targets = [s.queue for s in topic.subscriptions if s.active and s.matches(message)]
                 targets += [d.queue for d in topic.durables if d.matches(message, conn)]
+            stored = False
             for i, queue in enumerate(targets):
                 copy = message if i == 0 else message.copy_for(queue.key)
                 copy.key = queue.key
                 if persistent and queue.key is not None and store is not None:
                     placements.append((queue, copy, len(adds)))
                     adds.append(AddMessage(queue.key, message_id, headers, frame.body))
+                    stored = True
                 else:
                     copy.key = None
                     placements.append((queue, copy, -1))
+            if stored and scope is not None:
+                remembered.append(RememberId(scope, duplicate_id))
         for queue, message, _ in placements if self.send_fail_if_no_space else ():
             try:
                 queue.check_room(message)
@@ -779,17 +802,17 @@ class Broker:
                     "this message instead of holding the producer",
                     "consume from the queue, send with persistent:true (stored on disk, paged), or remove "
                     'sendFailIfNoSpace="true" so producers wait for room') from None
-        return adds, placements, duplicate, topics
+        return adds, remembered, placements, duplicate, topics
 
     def _place(self, prepared) -> int:
         """Store and enqueue what :meth:`_prepare` built (with any pending acks in the same batch)."""
-        adds, placements, duplicate, topics = prepared
+        adds, remembered, placements, duplicate, topics = prepared
         store = self.store
         for topic in topics:
             topic.enqueued += 1
         lsn = self.durability.token_now() if duplicate else 0
         if adds:
-            lsn = self.durability.append(adds)
+            lsn = self.durability.append(adds + remembered)
             seqs = store.last_seqs
             for _queue, message, index in placements:
                 if index >= 0:
@@ -874,7 +897,7 @@ class Broker:
     def _deliver(self, sub: Subscription, message: Message) -> None:
         conn = sub.connection
         self._ack_counter += 1
-        ack_id = str(self._ack_counter)
+        ack_id = f"{self._ack_prefix}{self._ack_counter}"
         headers = [("subscription", sub.id), ("message-id", message.message_id),
                    ("destination", message.destination)]
         if conn.version == "1.2":
@@ -979,6 +1002,20 @@ class Broker:
                 back.append(message)
         queue.requeue(back)
         self._mark_dirty(queue)
+
+
+def _ack_prefix(store) -> str:
+    """What makes this term's STOMP 1.2 ack ids unique among all terms of the broker group.
+
+    The epoch is unique per master term across the group, so an ack id a client
+    kept from before a failover can never name a message of the new term: it
+    gets an ERROR instead of acking another message. Without a store (tests,
+    no group) a random tag does the same.
+    """
+    epoch = getattr(store, "epoch", 0) if store is not None else 0
+    if epoch:
+        return f"{epoch}-"
+    return f"{secrets.token_hex(4)}-"
 
 
 def _is_scheduled(frame: Frame) -> bool:

@@ -321,15 +321,15 @@ def replaced_since_last_master(fd: int, directory: str) -> bool:
     takeover of the dead master's own file.  A record without ``lockInode``
     (written by an older hamq) counts as replaced: waiting once is safe.
     """
+    record = read_record(fd)
     try:
-        if read_epoch(directory) == 0 and read_record(fd) is None:
+        if read_epoch(directory) == 0 and record is None:
             return False
     except ValueError:
         return True
-    previous = previous_holder(fd, directory)
-    if not previous:
-        return True
-    return previous.get("lockInode") != os.fstat(fd).st_ino
+    if not record:
+        return True  # emptied, or deleted and created anew (its inode number may even be reused)
+    return record.get("lockInode") != os.fstat(fd).st_ino
 
 
 def become_master(fd: int, directory: str, identity: Dict[str, Any]) -> Dict[str, Any]:

@@ -6,7 +6,7 @@ the design (durability, recovery, fencing) and docs/internals.md for the API.
 
 from hamq.store.errors import StoreError, StoreFenced
 from hamq.store.message_store import MessageStore, RecoveryReport
-from hamq.store.ops import Ack, AddMessage, DeleteKey, MarkDispatched, PutMeta, Ref, StoredMessage
+from hamq.store.ops import Ack, AddMessage, DeleteKey, MarkDispatched, PutMeta, Ref, RememberId, StoredMessage
 
 __all__ = [
     "Ack",
@@ -17,6 +17,7 @@ __all__ = [
     "PutMeta",
     "RecoveryReport",
     "Ref",
+    "RememberId",
     "StoreError",
     "StoreFenced",
     "StoredMessage",

@@ -28,7 +28,7 @@ from array import array
 from typing import List, Mapping, NamedTuple, Optional, Tuple, Union
 
 from hamq.store.errors import StoreError
-from hamq.store.ops import Ack, AddMessage, DeleteKey, Headers, MarkDispatched, PutMeta
+from hamq.store.ops import Ack, AddMessage, DeleteKey, Headers, MarkDispatched, PutMeta, RememberId
 
 crc32 = zlib.crc32
 ENC = "utf-8"
@@ -84,7 +84,7 @@ def pack_batch(payload: bytes, epoch: int, lsn: int) -> bytes:
 
 
 # ---------------------------------------------------------------- operations
-T_ADD, T_ACK, T_MARK, T_META, T_DEL = 1, 2, 3, 4, 5
+T_ADD, T_ACK, T_MARK, T_META, T_DEL, T_DUP = 1, 2, 3, 4, 5, 6
 ADD_FIXED = struct.Struct("<BIQHHII")  # type, crc, seq, key len, id len, headers len, body len
 ADD_FIXED_SIZE = ADD_FIXED.size
 ADD_TAIL = struct.Struct("<QHHII")  # the part of ADD_FIXED the record crc covers
@@ -92,6 +92,7 @@ ADD_TYPE_CRC = struct.Struct("<BI")
 SEQ_KEY = struct.Struct("<BQH")  # ack / mark: type, seq, key len
 META = struct.Struct("<BHI")  # type, key len, value len
 DEL = struct.Struct("<BH")  # type, key len
+DUP = struct.Struct("<BHH")  # type, scope len, duplicate id len
 _U32 = struct.Struct("<I")
 
 
@@ -192,8 +193,12 @@ def encode_op(op, seq: int = 0) -> bytes:
     if cls is DeleteKey:
         kb = _text(op.key, "key", 0xFFFF)
         return DEL.pack(T_DEL, len(kb)) + kb
+    if cls is RememberId:
+        sb = _text(op.scope, "duplicate scope", 0xFFFF)
+        ib = _text(op.duplicate_id, "duplicate id", 0xFFFF)
+        return DUP.pack(T_DUP, len(sb), len(ib)) + sb + ib
     raise TypeError(
-        f"cannot store a {cls.__name__}; append() takes AddMessage, Ack, MarkDispatched, PutMeta or DeleteKey"
+        f"cannot store a {cls.__name__}; append() takes AddMessage, Ack, MarkDispatched, PutMeta, DeleteKey or RememberId"
     )
 
 
@@ -245,6 +250,13 @@ def iter_ops(payload) -> List[OpView]:
                 pos += DEL.size
                 out.append(OpView(T_DEL, str(payload[pos : pos + klen], ENC, ERRS), 0, None, 0, 0))
                 pos += klen
+            elif t == T_DUP:
+                _, slen, ilen = DUP.unpack_from(payload, pos)
+                pos += DUP.size
+                scope = str(payload[pos : pos + slen], ENC, ERRS)
+                pos += slen
+                out.append(OpView(T_DUP, scope, 0, str(payload[pos : pos + ilen], ENC, ERRS), 0, 0))
+                pos += ilen
             else:
                 raise ValueError(f"unknown operation type {t}")
             if pos > end:

@@ -63,6 +63,7 @@ from hamq.store.codec import (
     T_ACK,
     T_ADD,
     T_DEL,
+    T_DUP,
     T_MARK,
     T_META,
     SegmentHeader,
@@ -96,7 +97,17 @@ from hamq.store.journal import (
     read_segment_header,
     segment_name,
 )
-from hamq.store.ops import Ack, AddMessage, DeleteKey, MarkDispatched, Op, PutMeta, Ref, StoredMessage
+from hamq.store.ops import (
+    Ack,
+    AddMessage,
+    DeleteKey,
+    MarkDispatched,
+    Op,
+    PutMeta,
+    Ref,
+    RememberId,
+    StoredMessage,
+)
 
 log = logging.getLogger("hamq.store")
 
@@ -122,6 +133,11 @@ class RecoveryReport:
     problems: List[str] = field(default_factory=list)  # every torn tail / corruption, as logged
     quarantined: List[str] = field(default_factory=list)  # files under quarantine/ created by this open
     duration_s: float = 0.0
+
+
+def audit_key(scope: str, duplicate_id: str) -> str:
+    """One audit entry: unambiguous for any characters in either part."""
+    return f"{len(scope)}:{scope}{duplicate_id}"
 
 
 class CheckpointSnapshot(NamedTuple):
@@ -410,7 +426,6 @@ class MessageStore:
         t = op.type
         if t == T_ADD:
             self._add(op.key, op.seq, segment, payload_offset + op.offset, op.length)
-            self._audit.add(op.text)
             if op.seq >= self._next_seq:
                 self._next_seq = op.seq + 1
         elif t == T_ACK:
@@ -421,6 +436,8 @@ class MessageStore:
             self._meta(op.key, op.text)
         elif t == T_DEL:
             self._delete(op.key)
+        elif t == T_DUP:
+            self._audit.add(audit_key(op.key, op.text))
 
     def _add(self, key: str, seq: int, segment: int, offset: int, length: int) -> None:
         ki = self._keys.get(key)
@@ -495,7 +512,6 @@ class MessageStore:
             cls = type(op)
             if cls is AddMessage:
                 self._add(op.key, seqs[i], segment, pos, len(rec))
-                self._audit.add(op.message_id)
                 i += 1
             elif cls is Ack:
                 self._ack(op.key, op.seq)
@@ -505,6 +521,8 @@ class MessageStore:
                 self._meta(op.key, op.value)
             elif cls is DeleteKey:
                 self._delete(op.key)
+            elif cls is RememberId:
+                self._audit.add(audit_key(op.scope, op.duplicate_id))
             pos += len(rec)
         self.last_seqs = seqs
         return lsn
@@ -584,9 +602,13 @@ class MessageStore:
             "auditSize": len(self._audit),
         }
 
-    def is_duplicate(self, message_id: str) -> bool:
-        """True when a message with this id was stored recently (bounded by ``audit_size``)."""
-        return message_id in self._audit
+    def is_duplicate(self, scope: str, duplicate_id: str) -> bool:
+        """True when a message with this duplicate id was stored under ``scope`` recently.
+
+        The audit holds the ids of the last ``audit_size`` :class:`RememberId` ops
+        (a producer's ``_AMQ_DUPL_ID`` per destination), never message ids.
+        """
+        return audit_key(scope, duplicate_id) in self._audit
 
     def get_meta(self, key: str) -> Optional[str]:
         ki = self._keys.get(key)

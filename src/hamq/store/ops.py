@@ -47,7 +47,18 @@ class DeleteKey(NamedTuple):
     key: str
 
 
-Op = Union[AddMessage, Ack, MarkDispatched, PutMeta, DeleteKey]
+class RememberId(NamedTuple):
+    """A producer's duplicate id (``_AMQ_DUPL_ID``) was stored under ``scope`` (its destination).
+
+    It rides in the same batch as the message it identifies, so the audit that
+    recognises a resend is exactly as durable as the message itself.
+    """
+
+    scope: str
+    duplicate_id: str
+
+
+Op = Union[AddMessage, Ack, MarkDispatched, PutMeta, DeleteKey, RememberId]
 
 
 class Ref(NamedTuple):
