@@ -107,22 +107,30 @@ _UNESCAPE_11 = {"\\\\": "\\", "\\n": "\n", "\\c": ":"}
 _UNESCAPE_12 = dict(_UNESCAPE_11, **{"\\r": "\r"})
 
 
+#: What STOMP 1.0 cannot carry in a header, and what goes on the wire instead (see escape_header).
+_SUBSTITUTES_10 = {"\n": "\\n", "\r": ""}
+
+
 def escape_header(value: str, version: str) -> str:
-    """Escape one header key or value for ``version`` (1.0 has no escaping)."""
+    """Escape one header key or value for ``version``; never fails, so no frame is lost to its encoding.
+
+    1.2 escapes everything. 1.1 has no escape for CR and 1.0 has no escapes at
+    all, yet a 1.2 producer may send a value holding LF or CR and a 1.0/1.1
+    consumer must still get the message (raw, they would break the frame): a
+    1.0 value gets LF as the two characters ``\\n``, and CR is dropped for both
+    (so ``a\\r\\nb`` reads as one line break, as in 1.1). Documented in
+    docs/internals.md.
+    """
     if version == "1.0":
-        if "\n" in value:
-            raise ValueError("STOMP 1.0 cannot carry a newline in a header")
+        if "\n" in value or "\r" in value:
+            return "".join([_SUBSTITUTES_10.get(ch, ch) for ch in value])
         return value
     if "\\" not in value and "\n" not in value and ":" not in value and "\r" not in value:
         return value  # the common case, checked without a generator: this runs per header per frame
     table = _ESCAPE_12
-    out = []
-    for ch in value:
-        if ch == "\r" and version == "1.1":
-            # 1.1 has no \r escape; a raw CR would corrupt the frame.
-            raise ValueError("STOMP 1.1 cannot carry a carriage return in a header")
-        out.append(table.get(ch, ch))
-    return "".join(out)
+    if version == "1.1":
+        value = value.replace("\r", "")
+    return "".join([table.get(ch, ch) for ch in value])
 
 
 def unescape_header(raw: str, version: str) -> str:
