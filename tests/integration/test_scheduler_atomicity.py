@@ -71,11 +71,14 @@ def test_a_resent_scheduled_send_makes_one_job(hamq_broker, tmp_path):
     (tmp_path / "data").mkdir()
     broker = hamq_broker(node_name="a", data_dir=tmp_path / "data", broker_attrs='schedulerSupport="true"')
     client = Stomp(broker.stomp_port)
-    headers = {"AMQ_SCHEDULED_DELAY": "1000", "message-id": "order-1", "_AMQ_DUPL_ID": "order-1"}
+    headers = {"AMQ_SCHEDULED_DELAY": "1000", "AMQ_SCHEDULED_PERIOD": "500", "AMQ_SCHEDULED_REPEAT": "1",
+               "message-id": "order-1", "_AMQ_DUPL_ID": "order-1"}
     for _ in range(2):  # the failover client resends what it has no receipt for, the very same frame
         assert client.send("/queue/once", b"ship it", **headers).command == "RECEIPT"
     client.close()
-    assert len(_drain(broker.stomp_port, "/queue/once", 5)) == 1
+    got = _drain(broker.stomp_port, "/queue/once", 6)
+    assert len(got) == 2  # one job, firing twice
+    assert len({f.get("scheduledJobId") for f in got}) == 1
 
 
 @pytest.mark.xfail(strict=True, reason="issue 15 case 9: COMMIT with scheduled sends is not atomic")
