@@ -22,8 +22,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import os
-import socket
 import time
 from typing import TYPE_CHECKING, Dict, Optional, Set
 
@@ -54,9 +52,6 @@ class MasterTerm:
             max_workers=1, thread_name_prefix="hamq-checkpoint")
         self.store = None
         self.broker: Optional[Broker] = None
-        self.scheduler = None
-        self.scheduler_store = None
-        self._scheduler_lock_fd: Optional[int] = None
         self.group_commit: Optional[GroupCommit] = None
         self.local_store = False
         self.protocols: Dict[int, StompProtocol] = {}
@@ -90,8 +85,8 @@ class MasterTerm:
         report = await loop.run_in_executor(self._executor, self.store.open, self.epoch)
         log.info("store %s open in %.3f s: %s", self.config.persistence.directory, time.monotonic() - started,
                  report)
+        await self._migrate_scheduler_store()
         self._recover()
-        await self._start_scheduler()
         self.group_commit = GroupCommit(
             loop, self.store.sync, self._executor, self.local_store,
             waiting=self.broker.durability.waiting, release=self._release_durable, fail=self.fail,
@@ -129,23 +124,18 @@ class MasterTerm:
         self.broker = Broker(self.config, store=self.store, port=port)
         started = time.monotonic()
         self.broker.recover()
-        log.info("recovered %d queues and %d durable subscriptions in %.3f s", len(self.broker.queues),
-                 len(self.broker.durables), time.monotonic() - started)
+        log.info("recovered %d queues, %d durable subscriptions and %d scheduled jobs in %.3f s",
+                 len(self.broker.queues), len(self.broker.durables),
+                 len(self.broker.scheduler) if self.broker.scheduler is not None else 0, time.monotonic() - started)
 
-    async def _start_scheduler(self) -> None:
-        """Scheduled delivery (``schedulerSupport``): its own locked store under <dataDirectory>/<brokerName>/scheduler."""
+    async def _migrate_scheduler_store(self) -> None:
+        """Jobs of a pre-1.1 scheduler store move into the journal once (see hamq.ha.scheduler_store)."""
         if not self.config.scheduler_support:
             return
-        from hamq.core.scheduler import Scheduler
-        from hamq.ha.scheduler_store import open_scheduler_store
+        from hamq.ha.scheduler_store import migrate
 
-        identity = {"nodeName": self.config.node_name, "brokerName": self.config.broker_name,
-                    "host": socket.gethostname(), "pid": os.getpid()}
-        self.scheduler_store, self._scheduler_lock_fd = await open_scheduler_store(self.config, self.lease, identity)
-        self.scheduler = Scheduler(self.scheduler_store, id_prefix=f"ID:{self.config.node_name}-job",
-                                   deliver=self.broker.route)
-        self.broker.scheduler = self.scheduler
-        log.info("scheduler started in %s with %d jobs", self.config.scheduler_directory, len(self.scheduler))
+        await asyncio.get_running_loop().run_in_executor(self._executor, migrate, self.config, self.store,
+                                                         self.lease)
 
     async def _open_connectors(self) -> None:
         loop = asyncio.get_running_loop()
@@ -279,9 +269,6 @@ class MasterTerm:
                 self.broker.tick(time.time())
                 self._maybe_checkpoint()
                 store.maybe_cleanup()
-                if self.scheduler_store is not None:
-                    self.scheduler_store.maybe_checkpoint()
-                    self.scheduler_store.maybe_cleanup()
             except Exception as exc:
                 self.fail(exc)
                 return
@@ -379,18 +366,6 @@ class MasterTerm:
                 pass
         self.tasks = []
         await loop.run_in_executor(None, self._checkpoint_executor.shutdown, True)
-        self.scheduler = None
-        if self.scheduler_store is not None:
-            sched_store, self.scheduler_store = self.scheduler_store, None
-            try:
-                await loop.run_in_executor(self._executor, sched_store.close)
-            except Exception as exc:
-                log.warning("closing the scheduler store failed: %s", exc)
-        if self._scheduler_lock_fd is not None:
-            from hamq.ha.lockfile import unlock
-
-            fd, self._scheduler_lock_fd = self._scheduler_lock_fd, None
-            unlock(fd)
         if self.store is not None:
             store, self.store = self.store, None
             try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from test_masterslave import Stomp
 
 DEADLINE_S = 60.0
@@ -66,7 +65,6 @@ def test_a_job_whose_firing_could_not_be_made_durable_fires_after_the_restart(ha
     assert [f.body for f in got] == [b"due soon"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 8: a resent scheduled SEND makes a second job")
 def test_a_resent_scheduled_send_makes_one_job(hamq_broker, tmp_path):
     (tmp_path / "data").mkdir()
     broker = hamq_broker(node_name="a", data_dir=tmp_path / "data", broker_attrs='schedulerSupport="true"')
@@ -81,7 +79,6 @@ def test_a_resent_scheduled_send_makes_one_job(hamq_broker, tmp_path):
     assert len({f.get("scheduledJobId") for f in got}) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 9: COMMIT with scheduled sends is not atomic")
 def test_a_commit_refused_for_a_bad_scheduled_send_schedules_nothing(hamq_broker, tmp_path):
     (tmp_path / "data").mkdir()
     broker = hamq_broker(node_name="a", data_dir=tmp_path / "data", broker_attrs='schedulerSupport="true"')

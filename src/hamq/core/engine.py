@@ -18,7 +18,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from hamq import __version__
 from hamq.core.connection import ClientConnection
@@ -35,6 +35,7 @@ from hamq.core.destinations import (
 from hamq.core.dispatch import dispatch
 from hamq.core.ids import IdGenerator
 from hamq.core.messages import FRAME_ONLY_HEADERS, Message, MessageFrame
+from hamq.core.scheduler import JOBS_KEY, Scheduler
 from hamq.core.subscriptions import (
     ACK_MODES,
     DEFAULT_DURABLE_TOPIC_PREFETCH,
@@ -47,6 +48,7 @@ from hamq.durability import DurabilityTracker
 from hamq.security import AccessDenied, SecurityPolicy
 from hamq.stomp.codec import SUPPORTED_VERSIONS, Frame, HeartBeat, ProtocolError
 from hamq.stomp.headers import CLIENT_MESSAGE_ID, DUPLICATE_ID
+from hamq.store.errors import StoreError
 from hamq.store.ops import Ack, AddMessage, DeleteKey, PutMeta, RememberId
 
 log = logging.getLogger("hamq.engine")
@@ -122,12 +124,14 @@ parse_destination = functools.lru_cache(maxsize=4096)(_parse_destination)
 class Broker:
     """All destinations, subscriptions and connections of one broker."""
 
-    def __init__(self, config, store=None, scheduler_store=None, clock=time.time, port: Optional[int] = None):
+    def __init__(self, config, store=None, clock=time.time, port: Optional[int] = None):
         self.config = config
         self.store = store
-        self.scheduler_store = scheduler_store
-        #: Set by the server when scheduling is enabled; see :meth:`route`.
+        #: Delayed and repeated delivery (schedulerSupport); its jobs live in ``store`` (hamq.core.scheduler).
         self.scheduler = None
+        if getattr(config, "scheduler_support", False):
+            tag = getattr(store, "epoch", 0) or secrets.token_hex(4)
+            self.scheduler = Scheduler(id_prefix=f"ID:{getattr(config, 'node_name', 'hamq')}-job-{tag}")
         self.clock = clock
         self.max_redeliveries = getattr(config, "maximum_redeliveries", 6)
         self.dlq_name = getattr(config, "dead_letter_queue", "ActiveMQ.DLQ")
@@ -206,6 +210,22 @@ class Broker:
                 durable = self._new_durable(meta["clientId"], meta["subscriptionName"], meta["topic"],
                                             meta.get("selector"), selector, bool(meta.get("noLocal")))
                 durable.queue.recover(self.store.pending_count(key))
+        if self.scheduler is not None:
+            self._load_jobs()
+
+    def _load_jobs(self) -> None:
+        """Jobs from the store; a record damaged on disk is skipped with an ERROR, never fatal."""
+        def records():
+            for ref in list(self.store.iter_pending(JOBS_KEY)):
+                try:
+                    stored = self.store.read(ref)
+                except (KeyError, StoreError) as exc:
+                    log.error("skipping scheduled job record %d: %s", ref.seq, exc)
+                    continue
+                yield stored.seq, stored.message_id, stored.headers, stored.body
+
+        for seq in self.scheduler.load(records()):
+            self.durability.defer(Ack(JOBS_KEY, seq))
 
     def connection_made(self, conn_id, peer=None) -> None:
         now = self.clock()
@@ -333,7 +353,7 @@ class Broker:
             if conn.send_heartbeat_ms and (now - conn.last_write) * 1000 >= conn.send_heartbeat_ms:
                 self._emit(conn, None)
         if self.scheduler is not None:
-            self.scheduler.tick(now)
+            self._fire_due(now)
 
     def status(self) -> dict:
         """Destinations and counters for ``/status`` (the server adds role and lock data)."""
@@ -359,15 +379,8 @@ class Broker:
             "blockedProducers": sum(1 for c in self.connections.values() if c.parked),
             "destinations": destinations,
             "durableSubscriptions": durables,
+            "scheduledJobs": len(self.scheduler) if self.scheduler is not None else 0,
         }
-
-    # ------------------------------------------------------------------ public routing
-    def route(self, destination: str, headers: List[Tuple[str, str]], body: bytes) -> int:
-        """Publish a message that does not come from a client (e.g. a scheduled job).
-
-        Returns the store lsn to wait for (0 when nothing was stored).
-        """
-        return self._publish(None, [Frame("SEND", [("destination", destination)] + list(headers), body)])
 
     # ------------------------------------------------------------------ frames
     def _on_connect(self, conn: ClientConnection, frame: Frame) -> None:
@@ -735,11 +748,11 @@ class Broker:
         seen = set()
         duplicate = False
         topics: List[Topic] = []
+        jobs: list = []
         for frame in frames:
             destination = frame.get("destination")
             kind, name = parse_destination(destination)
-            if conn is not None and self.scheduler is not None and self._schedule(frame):
-                continue
+            job = self._plan_job(frame) if conn is not None and self.scheduler is not None else None
             if conn is not None:
                 conn.message_seq += 1
                 message_id = self.ids.message_id(conn.number, conn.message_seq)
@@ -762,16 +775,22 @@ class Broker:
                 headers.append((k, v))
             if not has_timestamp:
                 headers.append(("timestamp", str(now_ms)))
-            message = Message(message_id, destination, headers, frame.body, persistent, origin=conn)
-            if persistent and store is not None and duplicate_id:
+            scope = None
+            if conn is not None and (persistent or job is not None) and store is not None and duplicate_id:
                 scope = f"{kind}:{name}"
                 if (scope, duplicate_id) in seen or store.is_duplicate(scope, duplicate_id):
                     duplicate = True
-                    log.debug("duplicate persistent message %s to %s stored once", duplicate_id, destination)
+                    log.debug("duplicate message %s to %s stored once", duplicate_id, destination)
                     continue
                 seen.add((scope, duplicate_id))
-            else:
-                scope = None
+            if job is not None:
+                jobs.append((job, len(adds)))
+                if store is not None:
+                    adds.append(AddMessage(JOBS_KEY, job.record_id, job.stored_headers(), job.body))
+                    if scope is not None:
+                        remembered.append(RememberId(scope, duplicate_id))
+                continue
+            message = Message(message_id, destination, headers, frame.body, persistent, origin=conn)
             if kind == "queue":
                 targets = [self._queue(name)]
             else:
@@ -802,22 +821,29 @@ class Broker:
                     "this message instead of holding the producer",
                     "consume from the queue, send with persistent:true (stored on disk, paged), or remove "
                     'sendFailIfNoSpace="true" so producers wait for room') from None
-        return adds, remembered, placements, duplicate, topics
+        return _Prepared(adds, remembered, placements, jobs, duplicate, topics)
 
-    def _place(self, prepared) -> int:
-        """Store and enqueue what :meth:`_prepare` built (with any pending acks in the same batch)."""
-        adds, remembered, placements, duplicate, topics = prepared
+    def _place(self, prepared: "_Prepared", extra: Tuple = ()) -> int:
+        """Store and enqueue what :meth:`_prepare` built, as one batch (behind any deferred acks).
+
+        ``extra``: more ops for the same batch (a firing's job ack and next occurrence).
+        """
         store = self.store
-        for topic in topics:
+        for topic in prepared.topics:
             topic.enqueued += 1
-        lsn = self.durability.token_now() if duplicate else 0
-        if adds:
-            lsn = self.durability.append(adds + remembered)
+        lsn = self.durability.token_now() if prepared.duplicate else 0
+        ops = prepared.adds + prepared.remembered + list(extra)
+        if ops and store is not None:
+            lsn = self.durability.append(ops)
             seqs = store.last_seqs
-            for _queue, message, index in placements:
+            for _queue, message, index in prepared.placements:
                 if index >= 0:
                     message.seq = seqs[index]
-        for queue, message, _ in placements:
+            for job, index in prepared.jobs:
+                job.seq = seqs[index]
+        for job, _ in prepared.jobs:
+            self.scheduler.add(job)
+        for queue, message, _ in prepared.placements:
             queue.add(message)
             self._mark_dirty(queue)
         return lsn
@@ -871,16 +897,41 @@ class Broker:
             if not queue.blocked_producers:
                 del self._flow_queues[key]
 
-    def _schedule(self, frame: Frame) -> bool:
-        """Hand a SEND with AMQ_SCHEDULED_* headers to the scheduler; True if it became a job."""
-        from hamq.core.scheduler import ScheduleError, Scheduler
+    def _plan_job(self, frame: Frame):
+        """The job a SEND with AMQ_SCHEDULED_* headers asks for (None: deliver it now); nothing stored yet."""
+        from hamq.core.scheduler import ScheduleError
 
         if not Scheduler.is_scheduled(frame.headers):
-            return False
+            return None
         try:
-            return self.scheduler.schedule(frame.headers, frame.body, self.clock())
+            return self.scheduler.plan(frame.headers, frame.body, self.clock())
         except ScheduleError as exc:
             raise StompError(f"bad scheduling header: {exc}", "fix the AMQ_SCHEDULED_* header value") from None
+
+    def _fire_due(self, now: float) -> None:
+        """Fire due jobs: each firing's message, the job's ack and its next occurrence are one batch.
+
+        So a job is acked exactly when its message is stored: a crash before
+        the batch is durable fires it again after the takeover (nothing was
+        receipted or delivered from it), a crash after finds both done.
+        """
+        for job in self.scheduler.due(now):
+            headers, body = job.fired_message()
+            acked_seq = job.seq
+            try:
+                prepared = self._prepare(None, [Frame("SEND", headers, body)])
+            except StompError as exc:  # validated at SEND time; a job that still cannot go is dropped loudly
+                log.error("scheduled job %s cannot be delivered and is dropped: %s", job.job_id, exc.problem)
+                prepared = _Prepared([], [], [], [], False, [])
+            extra: list = []
+            if self.store is not None and acked_seq >= 0:
+                extra.append(Ack(JOBS_KEY, acked_seq))
+            if job.advance():
+                if self.store is not None:
+                    extra.append(AddMessage(JOBS_KEY, job.record_id, job.stored_headers(), job.body))
+                # the next occurrence is the batch's last AddMessage: its seq follows the adds' seqs
+                prepared.jobs.append((job, len(prepared.adds)))
+            self._place(prepared, extra)
 
     # ------------------------------------------------------------------ helpers: delivery
     def _run_dispatch(self) -> None:
@@ -1004,6 +1055,17 @@ class Broker:
         self._mark_dirty(queue)
 
 
+class _Prepared(NamedTuple):
+    """What a set of SEND frames will store and enqueue (see Broker._prepare and Broker._place)."""
+
+    adds: list  # AddMessage ops, messages and jobs
+    remembered: list  # RememberId ops of their duplicate ids
+    placements: list  # (queue, message, index of its AddMessage or -1)
+    jobs: list  # (job, index of its AddMessage)
+    duplicate: bool  # some frame was a resend of a stored one
+    topics: list  # topics published to (for their counters)
+
+
 def _ack_prefix(store) -> str:
     """What makes this term's STOMP 1.2 ack ids unique among all terms of the broker group.
 
@@ -1019,8 +1081,6 @@ def _ack_prefix(store) -> str:
 
 
 def _is_scheduled(frame: Frame) -> bool:
-    from hamq.core.scheduler import Scheduler
-
     return Scheduler.is_scheduled(frame.headers)
 
 

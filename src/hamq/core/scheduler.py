@@ -1,21 +1,25 @@
-"""Delayed and repeated delivery (``schedulerSupport="true"``), as ActiveMQ's job scheduler.
+"""Delayed and repeated delivery (``schedulerSupport="true"``), as ActiveMQ's job scheduler. Sans-IO.
 
 A SEND carrying ``AMQ_SCHEDULED_DELAY`` (ms), ``AMQ_SCHEDULED_PERIOD`` (ms),
 ``AMQ_SCHEDULED_REPEAT`` (extra deliveries, capped at 1000) or
 ``AMQ_SCHEDULED_CRON`` (5 fields, takes priority) becomes a *job* instead of a
 message.  Values are strings, so plain STOMP headers work.
 
-Jobs live in their own :class:`hamq.store.MessageStore` under
-``<dataDirectory>/<brokerName>/scheduler`` (ActiveMQ's layout), so a job
-survives a takeover: the next master reloads it and fires it at its original
-due time, not "delay" after the takeover.
+Jobs live in the broker's own journal under the key ``scheduler:jobs``, next
+to the messages, so every effect of a job is one atomic store batch with the
+effects it belongs to: a scheduled SEND's job with the rest of its
+transaction (a COMMIT schedules all of its jobs or none), a firing's message
+with the ack of the job and its next occurrence (a job is never acked before
+its message is durable, and never fires twice), a resend's duplicate id with
+the job it made (a failover resend makes no second job). A job survives a
+takeover: the next master reloads it and fires it at its original due time,
+not "delay" after the takeover. (Brokers before 1.1 kept jobs in a store of
+their own under ``<dataDirectory>/<brokerName>/scheduler``; a new master moves
+them into the journal once, see ``hamq.ha.scheduler_store``.)
 
-Sans-IO: the caller passes ``now`` (seconds, like ``time.time()``) and gets
-messages back; nothing here sleeps or touches sockets.  Each firing has a
-deterministic ``message-id`` (``<job id>:<n>``) and the job's ack is written
-only on the *next* call, after the engine has stored the fired message; so a
-master killed between the two fires the job again after takeover with the same
-id, and the store's duplicate audit keeps it to one delivery.
+Sans-IO: the engine asks this module what to do (:meth:`Scheduler.plan`,
+:meth:`Scheduler.due`) and writes the store batches itself; the caller passes
+``now`` (seconds, like ``time.time()``); nothing here sleeps, reads or writes.
 
 Cron semantics: minute hour day-of-month month day-of-week, in UTC; ``*``,
 lists, ranges, ``/step``, month and day names; when both day fields are
@@ -194,12 +198,15 @@ class Job:
         self.cron = CronSpec(cron_text) if cron_text else None
 
     def fired_message(self) -> Tuple[Headers, bytes]:
-        """The message to deliver for this firing: schedule headers removed, deterministic id added."""
-        out = [(k, v) for k, v in self.headers
-               if not k.startswith(_STATE) and k not in SCHEDULE_HEADERS and k != "message-id"]
-        out.append(("message-id", "%s:%d" % (self.job_id, self.fired)))
+        """The message to deliver for this firing: schedule and state headers removed, the job's id added."""
+        out = [(k, v) for k, v in self.headers if not k.startswith(_STATE) and k not in SCHEDULE_HEADERS]
         out.append((JOB_ID, self.job_id))
         return out, self.body
+
+    @property
+    def record_id(self) -> str:
+        """The store's message id for this version of the job (one per firing state)."""
+        return "%s#%d" % (self.job_id, self.fired)
 
     def advance(self) -> bool:
         """Move to the next firing; False when the job is finished."""
@@ -227,40 +234,37 @@ class Job:
 
 
 class Scheduler:
-    """The job list of one broker; persistent through ``store`` (a :class:`hamq.store.MessageStore`).
+    """The job list of one master term: decides what to schedule and what is due; writes nothing.
 
-    ``store`` must be open.  :meth:`schedule` syncs it before returning, so
-    the SEND's receipt can go out at once; firings are recorded lazily (see the
-    module docstring).
+    The engine stores a planned job (:meth:`plan`) in the batch of its SEND,
+    then adds it (:meth:`add`); it takes what is :meth:`due`, writes each
+    firing's message, the job's ack and its next occurrence in one batch, and
+    adds the job again when it goes on.
     """
 
-    def __init__(self, store, id_prefix: str = "ID:job", deliver=None):
-        self.store = store
+    def __init__(self, id_prefix: str = "ID:job"):
         self.id_prefix = id_prefix
-        #: ``deliver(destination, headers, body)`` used by :meth:`tick`, e.g. the engine's ``Broker.route``.
-        self.deliver = deliver
         self._counter = itertools.count(1)
         self._jobs: Dict[str, Job] = {}
-        self._fired_unacked: List[Job] = []
-        self._load()
 
     # -------------------------------------------------------- loading
-    def _load(self) -> None:
-        from hamq.store.ops import Ack  # the store package is plain Python; imported late to keep core light
+    def load(self, stored: Iterable[Tuple[int, str, Headers, bytes]]) -> List[int]:
+        """Jobs read back from the store as ``(seq, record id, headers, body)``; returns the seqs to ack.
 
+        Two records of one job (left by a pre-1.1 scheduler store whose update
+        lost its ack) keep the newest.
+        """
         stale = []
-        for ref in list(self.store.iter_pending(JOBS_KEY)):
-            stored = self.store.read(ref)
-            headers = _as_pairs(stored.headers)
-            job_id = next((v for k, v in headers if k == JOB_ID), stored.message_id.rsplit("#", 1)[0])
-            job = Job(job_id, headers, stored.body, ref.seq)
+        for seq, record_id, headers, body in stored:
+            headers = _as_pairs(headers)
+            job_id = next((v for k, v in headers if k == JOB_ID), record_id.rsplit("#", 1)[0])
+            job = Job(job_id, headers, body, seq)
             previous = self._jobs.get(job_id)
-            if previous is not None:  # an update whose predecessor's ack was lost: keep the newest
+            if previous is not None:
                 older, job = (previous, job) if previous.seq < job.seq else (job, previous)
-                stale.append(Ack(JOBS_KEY, older.seq))
+                stale.append(older.seq)
             self._jobs[job_id] = job
-        if stale:
-            self.store.append(stale)
+        return stale
 
     # -------------------------------------------------------- API for the engine
     @staticmethod
@@ -268,105 +272,57 @@ class Scheduler:
         """Does this SEND ask for scheduling (any AMQ_SCHEDULED_* header with a value)?"""
         return any(k in SCHEDULE_HEADERS and str(v).strip() for k, v in _as_pairs(headers))
 
-    def schedule(self, headers: HeadersIn, body: bytes, now: float) -> bool:
-        """Take the message as a job if it carries scheduling headers; True when taken.
+    def plan(self, headers: HeadersIn, body: bytes, now: float) -> Optional[Job]:
+        """The job this SEND asks for, not yet added; None when it is not a job.
 
         A delay of 0 with no repeat and no cron is not a job (delivered at
-        once, as ActiveMQ does).  Raises :class:`ScheduleError` on bad values;
-        nothing is stored then.
+        once, as ActiveMQ does).  Raises :class:`ScheduleError` on bad values,
+        before anything is stored.
         """
         pairs = [(k, v) for k, v in _as_pairs(headers) if k not in _NOT_KEPT]
         if not self.is_scheduled(pairs):
-            return False
+            return None
         delay = _int_header(pairs, DELAY) or 0
         _int_header(pairs, PERIOD)  # validated now, used when the job advances
         repeat = _int_header(pairs, REPEAT) or 0
         cron_text = next((v for k, v in pairs if k == CRON), "").strip()
         if not cron_text and delay == 0 and repeat == 0:
-            return False
+            return None
         if repeat > MAX_REPEAT:
             pairs = [(k, str(MAX_REPEAT) if k == REPEAT else v) for k, v in pairs]
         now_ms = int(now * 1000)
-        job_id = self._new_id(pairs)
+        job_id = "%s-%d" % (self.id_prefix, next(self._counter))
         state: Headers = [(JOB_ID, job_id)]
         if cron_text:
             base = int(CronSpec(cron_text).next_after(now) * 1000)
             state += [(_NEXT, str(base + delay)), (_BASE, str(base))]
         else:
             state.append((_NEXT, str(now_ms + delay)))
-        job = Job(job_id, [(k, v) for k, v in pairs if k != JOB_ID] + state, bytes(body))
-        self._put(job, [])
-        self.store.sync()  # the SEND's receipt promises the job survives a crash
-        return True
+        return Job(job_id, [(k, v) for k, v in pairs if k != JOB_ID] + state, bytes(body))
 
-    def due(self, now: float) -> List[Tuple[Headers, bytes]]:
-        """Messages whose time has come, oldest first; enqueue them, they will not be returned again."""
-        self._ack_fired()
+    def add(self, job: Job) -> None:
+        """``job`` (a new one, or the next occurrence of a fired one) is in the store now."""
+        self._jobs[job.job_id] = job
+
+    def due(self, now: float) -> List[Job]:
+        """Jobs whose time has come, oldest first, taken off the list: the engine fires each one."""
         now_ms = int(now * 1000)
         ready = sorted((j for j in self._jobs.values() if j.next_ms <= now_ms), key=lambda j: j.next_ms)
-        out = []
         for job in ready:
-            out.append(job.fired_message())
-            self._fired_unacked.append(job)
             del self._jobs[job.job_id]
-        return out
-
-    def tick(self, now: float) -> int:
-        """Hand every due message to :attr:`deliver`; returns how many fired."""
-        fired = self.due(now)
-        for headers, body in fired:
-            destination = next((v for k, v in headers if k == "destination"), None)
-            self.deliver(destination, [(k, v) for k, v in headers if k != "destination"], body)
-        return len(fired)
+        return ready
 
     def next_due(self) -> Optional[float]:
-        """When the earliest job is due (seconds), or None; the server can sleep until then."""
-        if self._fired_unacked:
-            return 0.0
+        """When the earliest job is due (seconds), or None."""
         if not self._jobs:
             return None
         return min(j.next_ms for j in self._jobs.values()) / 1000.0
-
-    def flush(self) -> None:
-        """Record the firings returned by the last :meth:`due` (also done by the next ``due``)."""
-        self._ack_fired()
 
     def jobs(self) -> List[Job]:
         return sorted(self._jobs.values(), key=lambda j: j.next_ms)
 
     def __len__(self) -> int:
         return len(self._jobs)
-
-    # -------------------------------------------------------- internals
-    def _new_id(self, pairs: Headers) -> str:
-        mid = next((v for k, v in pairs if k == "message-id"), None)
-        base = mid or "%s-%d-%d" % (self.id_prefix, int(time.time() * 1000), next(self._counter))
-        job_id = base
-        n = 1
-        while job_id in self._jobs:
-            n += 1
-            job_id = "%s-%d" % (base, n)
-        return job_id
-
-    def _put(self, job: Job, extra_ops: list) -> None:
-        from hamq.store.ops import AddMessage
-
-        ops = list(extra_ops)
-        ops.append(AddMessage(JOBS_KEY, "%s#%d" % (job.job_id, job.fired), job.stored_headers(), job.body))
-        self.store.append(ops)
-        job.seq = self.store.last_seqs[-1]
-        self._jobs[job.job_id] = job
-
-    def _ack_fired(self) -> None:
-        from hamq.store.ops import Ack
-
-        fired, self._fired_unacked = self._fired_unacked, []
-        for job in fired:
-            ack = [Ack(JOBS_KEY, job.seq)]
-            if job.advance():
-                self._put(job, ack)  # ack and next occurrence in one atomic batch
-            else:
-                self.store.append(ack)
 
 
 def strip_schedule_headers(headers: Iterable[Tuple[str, str]]) -> Headers:

@@ -1,130 +1,110 @@
-"""The scheduler's own store, ``<dataDirectory>/<brokerName>/scheduler``, opened by the master only.
+"""Moving a pre-1.1 scheduler store into the journal, once, when a new master starts.
 
-As in ActiveMQ, the job store has its own lock (``scheduler/lock``), taken
-after the main lock.  Its writes are fenced with the *main* lease (epoch and
-``check_fence``), so a paused ex-master cannot add or fire jobs after a
-takeover, and its segments are sealed with the main epoch.
+hamq before 1.1 kept scheduled jobs in a store of their own under
+``<dataDirectory>/<brokerName>/scheduler`` with its own lock (ActiveMQ's
+layout). Jobs now live in the kahaDB journal itself, so that a job and the
+message it fires, or a job and the transaction that made it, are one atomic
+batch (see hamq.core.scheduler). A master that finds the old store copies
+every job into the journal, makes that durable, and only then renames the old
+directory to ``scheduler.migrated-<epoch>``: a crash in between leaves the old
+store in place and the next master copies again, skipping the jobs the journal
+already holds (same job id). Nothing is deleted.
 
-If the scheduler lock is still held when we are already master, the holder is
-either our predecessor (still shutting down, or frozen: its record names the
-same kahaDB directory and a lower epoch), which fencing keeps out, so we go on
-with a warning; or a broker of *another* group that shares this scheduler
-directory, which is a configuration error, refused with the fix.
+The old store is opened under its own lock and fenced by the main lease, as
+before, so a paused pre-1.1 master cannot add to it meanwhile; if its lock is
+still held by our predecessor (same kahaDB directory, a lower epoch), the
+epoch fences it and we go on.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
+import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Optional
 
-from hamq.ha import lockfile, storage_safety
-from hamq.ha.lockers import MasterLease
+from hamq.ha import lockfile
 
 log = logging.getLogger("hamq.ha")
 
+#: How long to wait for the old scheduler lock of a predecessor that is still shutting down.
+LOCK_WAIT_S = 2.0
+
 
 class SchedulerStoreError(Exception):
-    """The scheduler directory cannot be used; the message says why and how to fix it."""
+    """The old scheduler directory cannot be moved; the message says why and how to fix it."""
 
 
-def _existing(path: Path) -> Path:
-    path = Path(os.path.abspath(path))
-    while not path.exists() and path.parent != path:
-        path = path.parent
-    return path
+def migrate(config: Any, store, lease) -> int:
+    """Copy the jobs of a pre-1.1 scheduler store into ``store`` (the open main store); returns how many.
 
-
-def same_filesystem(a: Path, b: Path) -> bool:
-    """Do ``a`` and ``b`` (or their nearest existing parents) live on one file system?"""
-    return os.stat(_existing(a)).st_dev == os.stat(_existing(b)).st_dev
-
-
-def check_placement(config: Any) -> Optional[str]:
-    """A warning when dataDirectory is not on the kahaDB directory's file system, else None.
-
-    The scheduler's jobs must be on the shared storage too, or a takeover loses
-    them (ActiveMQ's note: "it is important to tell ActiveMQ expressly where
-    to store scheduler information").
+    Blocking file I/O: run it in a worker thread. Does nothing when there is no old store.
     """
-    kahadb = Path(config.persistence.directory)
-    data = Path(config.data_directory)
-    if same_filesystem(kahadb, data):
-        return None
-    return (
-        "dataDirectory %s is not on the same file system as the kahaDB directory %s: scheduled jobs in %s "
-        "will not move to the next master on takeover. Fix: put dataDirectory on the shared storage"
-        % (data, kahadb, config.scheduler_directory)
-    )
+    from hamq.core.scheduler import JOB_ID, JOBS_KEY
+    from hamq.store import AddMessage, MessageStore
+    from hamq.store.journal import list_segments
 
-
-async def open_scheduler_store(
-    config: Any,
-    lease: MasterLease,
-    identity: Dict[str, Any],
-    wait_s: float = 2.0,
-    poll_s: float = 0.05,
-) -> Tuple[Any, Optional[int]]:
-    """Lock and open the scheduler store for the master that holds ``lease``.
-
-    Returns ``(store, lock_fd)``; close the store, then ``lockfile.unlock(lock_fd)``
-    (``lock_fd`` is None when we went on under fencing alone).
-    """
-    from hamq.store import MessageStore
-
-    warning = check_placement(config)
-    if warning:
-        log.warning("%s", warning)
     directory = Path(config.scheduler_directory)
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        if not directory.is_dir() or not list_segments(str(directory)):
+            return 0
     except OSError as exc:
         raise SchedulerStoreError(
-            "cannot create the scheduler directory %s: %s. Fix: make dataDirectory writable for the broker's "
-            "user" % (directory, exc)
-        ) from None
+            "cannot read the old scheduler directory %s: %s. Fix: make it readable for the broker's user, or "
+            "move it away if its jobs are not wanted" % (directory, exc)) from None
+    fd = _lock(directory, config, lease)
     try:
-        storage_safety.enforce(
-            str(directory), allow_unsafe=getattr(config.persistence, "allow_unsafe_storage", False), logger=log
-        )
-    except storage_safety.UnsafeStorageError as exc:
-        raise SchedulerStoreError("scheduler directory: %s" % exc) from None
-
-    kahadb = os.path.realpath(str(config.persistence.directory))
-    path = lockfile.lock_path(str(directory))
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_s
-    fd = lockfile.try_lock(path)
-    while fd is None and loop.time() < deadline:
-        await asyncio.sleep(poll_s)
-        fd = lockfile.try_lock(path)
-    if fd is None:
-        holder = lockfile.read_holder(str(directory)) or {}
-        if holder.get("kahaDB") == kahadb and int(holder.get("masterEpoch", -1)) < lease.epoch:
-            log.warning(
-                "the scheduler lock %s is still held by our predecessor %s (epoch %s); going on: the epoch "
-                "fences its writes", path, holder.get("nodeName"), holder.get("masterEpoch"),
-            )
-        else:
-            raise SchedulerStoreError(
-                "the scheduler lock %s is held by %s, which is not a previous master of this broker group "
-                "(kahaDB %s): two broker groups share one scheduler directory. Fix: give each group its own "
-                "brokerName or dataDirectory" % (path, holder or "an unknown process", holder.get("kahaDB"))
-            )
-    else:
-        record = dict(identity)
-        record.update({"kahaDB": kahadb, "masterEpoch": lease.epoch})
-        lockfile.become_master(fd, str(directory), record)
-
-    # a few scheduled jobs: not worth preallocating, and a takeover reads no fill over NFS
-    store = MessageStore(directory, sync_strategy="always", fence=lease.check_fence, preallocate=False)
-    try:
-        report = store.open(lease.epoch)
-    except BaseException:
+        old = MessageStore(directory, sync_strategy="always", fence=lease.check_fence if lease else None,
+                           preallocate=False)
+        old.open(lease.epoch if lease is not None else 0)
+        try:
+            have = {_job_id(store.read(ref), JOB_ID) for ref in store.iter_pending(JOBS_KEY)}
+            ops = []
+            for ref in old.iter_pending(JOBS_KEY):
+                job = old.read(ref)
+                if _job_id(job, JOB_ID) in have:
+                    continue
+                have.add(_job_id(job, JOB_ID))
+                ops.append(AddMessage(JOBS_KEY, job.message_id, list(job.headers), job.body))
+            if ops:
+                store.append(ops)
+            store.sync()  # durable before the old store is renamed away
+        finally:
+            old.close(checkpoint=False)
+    finally:
         if fd is not None:
             lockfile.unlock(fd)
-        raise
-    log.info("scheduler store %s open: %s", directory, report)
-    return store, fd
+    target = directory.with_name("%s.migrated-%s" % (directory.name, lease.epoch if lease is not None else
+                                                      time.strftime("%Y%m%dT%H%M%S")))
+    os.replace(directory, target)
+    log.info("moved %d scheduled jobs from the pre-1.1 scheduler store %s into the journal; the old store is "
+             "kept as %s", len(ops), directory, target)
+    return len(ops)
+
+
+def _job_id(stored, job_id_header: str) -> str:
+    return next((v for k, v in stored.headers if k == job_id_header), stored.message_id.rsplit("#", 1)[0])
+
+
+def _lock(directory: Path, config: Any, lease) -> Optional[int]:
+    """The old scheduler lock; None when our predecessor still holds it (the epoch fences it)."""
+    path = lockfile.lock_path(str(directory))
+    deadline = time.monotonic() + LOCK_WAIT_S
+    fd = lockfile.try_lock(path)
+    while fd is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        fd = lockfile.try_lock(path)
+    if fd is not None:
+        return fd
+    holder = lockfile.read_holder(str(directory)) or {}
+    kahadb = os.path.realpath(str(config.persistence.directory))
+    epoch = lease.epoch if lease is not None else 0
+    if holder.get("kahaDB") == kahadb and int(holder.get("masterEpoch", -1)) < epoch:
+        log.warning("the old scheduler lock %s is still held by our predecessor %s (epoch %s); going on: the "
+                    "epoch fences its writes", path, holder.get("nodeName"), holder.get("masterEpoch"))
+        return None
+    raise SchedulerStoreError(
+        "the old scheduler lock %s is held by %s, which is not a previous master of this broker group (kahaDB "
+        "%s): two broker groups share one scheduler directory. Fix: give each group its own brokerName or "
+        "dataDirectory" % (path, holder or "an unknown process", holder.get("kahaDB")))
