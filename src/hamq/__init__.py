@@ -1,3 +1,3 @@
 """hamq: a STOMP broker built for shared-file-system master/slave high availability."""
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"
