@@ -460,7 +460,6 @@ def test_a_doubted_lease_whose_lock_file_was_replaced_is_lost_not_restored(tmp_p
     asyncio.run(main())
 
 
-@pytest.mark.xfail(strict=True, reason="with lock and epoch file deleted the epoch restarts at 1 below the journal's")
 def test_with_lock_and_epoch_file_both_gone_the_journal_keeps_the_epoch_rising(tmp_path):
     from hamq.store import MessageStore
 

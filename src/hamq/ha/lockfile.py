@@ -309,7 +309,7 @@ def previous_holder(fd: int, directory: str) -> Optional[Dict[str, Any]]:
     return _decode_record(lines[1]) if len(lines) > 1 else None
 
 
-def replaced_since_last_master(fd: int, directory: str) -> bool:
+def replaced_since_last_master(fd: int, directory: str, floor: int = 0) -> bool:
     """Is the lock file open as ``fd`` another file than the one the last master locked?
 
     True when the file was deleted and recreated, emptied, or replaced by any
@@ -320,10 +320,13 @@ def replaced_since_last_master(fd: int, directory: str) -> bool:
     not).  False before the first master ever (epoch 0) and for a plain
     takeover of the dead master's own file.  A record without ``lockInode``
     (written by an older hamq) counts as replaced: waiting once is safe.
+    ``floor``: the highest epoch the caller knows from elsewhere (the journal):
+    a store that has seen masters is never a first start, even when both the
+    lock file and the epoch file are gone.
     """
     record = read_record(fd)
     try:
-        if read_epoch(directory) == 0 and record is None:
+        if read_epoch(directory) == 0 and record is None and floor == 0:
             return False
     except ValueError:
         return True
@@ -332,12 +335,13 @@ def replaced_since_last_master(fd: int, directory: str) -> bool:
     return record.get("lockInode") != os.fstat(fd).st_ino
 
 
-def become_master(fd: int, directory: str, identity: Dict[str, Any]) -> Dict[str, Any]:
+def become_master(fd: int, directory: str, identity: Dict[str, Any], floor: int = 0) -> Dict[str, Any]:
     """Called with the lock held: bump the epoch durably, then write and fsync the holder record.
 
     The new epoch is one more than the larger of the epoch file and the last
-    holder record, so neither a deleted epoch file nor a deleted lock file can
-    make an epoch repeat.  The record names the inode of the locked file, so
+    holder record (and ``floor``, the newest epoch the journal shows), so
+    neither a deleted epoch file nor a deleted lock file, nor both, can make an
+    epoch repeat.  The record names the inode of the locked file, so
     the next master can tell a plain takeover from a replaced lock file
     (:func:`replaced_since_last_master`).  Returns the record (its ``epoch``
     is the fencing token).
@@ -345,6 +349,7 @@ def become_master(fd: int, directory: str, identity: Dict[str, Any]) -> Dict[str
     directory = os.fspath(directory)
     previous = read_record(fd) or {}
     last = previous.get("epoch") if isinstance(previous.get("epoch"), int) else 0
+    last = max(last, floor)
     try:
         last = max(last, read_epoch(directory))
     except ValueError:

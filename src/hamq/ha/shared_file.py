@@ -83,6 +83,25 @@ def _on_local_fs(path: str) -> bool:
     return _fstype(path) in storage_safety.LOCAL_FSTYPES
 
 
+def _journal_epoch(directory: str) -> int:
+    """The epoch of the newest journal segment in ``directory`` (0: none, or unreadable).
+
+    A floor for the next epoch: with both the lock file and the epoch file gone,
+    the journal still tells which masters there were.
+    """
+    from hamq.store.journal import list_segments, read_segment_header
+
+    try:
+        segments = list_segments(directory)
+        for n in reversed(segments):
+            header = read_segment_header(os.path.join(directory, "db-%d.log" % n))
+            if header is not None:
+                return header.epoch
+    except Exception:  # the store reports damage itself; the lock only wants a floor
+        return 0
+    return 0
+
+
 def _describe(holder: Optional[Dict[str, Any]]) -> str:
     if not holder:
         return "unknown"
@@ -336,14 +355,15 @@ class SharedFileLocker(Locker):
             if on_waiting is not None:
                 on_waiting(self.holder())
             fd = await self._wait()
+        floor = _journal_epoch(str(self.directory))
         try:
-            replaced = lockfile.replaced_since_last_master(fd, str(self.directory))
+            replaced = lockfile.replaced_since_last_master(fd, str(self.directory), floor)
             previous = lockfile.previous_holder(fd, str(self.directory)) if replaced else None
         except (OSError, ValueError):
             replaced, previous = True, None
         try:
             wait_s = await self._wait_out_stale_master(previous) if replaced else 0.0
-            record = lockfile.become_master(fd, str(self.directory), self.identity)
+            record = lockfile.become_master(fd, str(self.directory), self.identity, floor)
         except BaseException:
             lockfile.unlock(fd)
             raise
