@@ -479,7 +479,6 @@ def test_with_lock_and_epoch_file_both_gone_the_journal_keeps_the_epoch_rising(t
     asyncio.run(main())
 
 
-@pytest.mark.xfail(strict=True, reason="the stale-master wait does not re-check that the lock file is still ours")
 def test_a_lock_file_moved_back_during_the_wait_keeps_the_old_master(tmp_path):
     async def main():
         live = await _locker(tmp_path, "b1").acquire()
@@ -499,7 +498,6 @@ def test_a_lock_file_moved_back_during_the_wait_keeps_the_old_master(tmp_path):
     asyncio.run(main())
 
 
-@pytest.mark.xfail(strict=True, reason="the stale-master wait does not re-check that the lock file is still ours")
 def test_a_waiter_whose_new_lock_file_is_deleted_too_does_not_become_master(tmp_path):
     async def main():
         live = await _locker(tmp_path, "b1").acquire()

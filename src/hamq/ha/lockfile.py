@@ -105,6 +105,14 @@ def _same_file(fd: int, path: str) -> bool:
     return (st.st_dev, st.st_ino) == (fst.st_dev, fst.st_ino)
 
 
+def still_the_lock_file(fd: int, path: str) -> bool:
+    """Is the file locked through ``fd`` still the one ``path`` names (not deleted, not replaced)?"""
+    try:
+        return _same_file(fd, path)
+    except OSError:
+        return False
+
+
 def _fsync_dir(directory: str) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:

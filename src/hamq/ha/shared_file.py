@@ -46,6 +46,8 @@ VALIDITY_PERIODS = 2.0
 #: How long a broker that finds a replaced lock file waits before taking over, in the old master's
 #: keep-alive periods: its validity window plus one period of margin (see _wait_out_stale_master).
 STALE_MASTER_WAIT_PERIODS = VALIDITY_PERIODS + 1.0
+#: During that wait, how often to check that the file we locked is still the lock file.
+STALE_WAIT_CHECK_S = 0.02
 MIN_PROBE_TIMEOUT_S = 10.0
 #: The fence trusts an unchanged stat of the epoch file only once its ctime is this old (see check_fence).
 FENCE_STAT_SETTLE_S = 1.0
@@ -342,37 +344,62 @@ class SharedFileLocker(Locker):
             fd = lockfile.try_lock(self.lock_path)
         except lockfile.LockFileError as exc:
             raise LockerError(str(exc)) from None
-        if fd is None:
-            if self.fail_if_locked:
-                raise LockedError(
-                    "%s is locked by %s and failIfLocked=\"true\", so this broker exits instead of waiting "
-                    "as a slave. Fix: stop the other broker, or set failIfLocked=\"false\" to run as its slave"
-                    % (self.lock_path, self._holder_text())
-                )
-            log.info(
-                "%s is locked by %s. This broker is now in slave mode", self.lock_path, self._holder_text()
-            )
-            if on_waiting is not None:
-                on_waiting(self.holder())
-            fd = await self._wait()
+        waiting = False
+        while True:
+            if fd is None:
+                if self.fail_if_locked:
+                    raise LockedError(
+                        "%s is locked by %s and failIfLocked=\"true\", so this broker exits instead of waiting "
+                        "as a slave. Fix: stop the other broker, or set failIfLocked=\"false\" to run as its slave"
+                        % (self.lock_path, self._holder_text())
+                    )
+                if not waiting:
+                    log.info("%s is locked by %s. This broker is now in slave mode", self.lock_path,
+                             self._holder_text())
+                    waiting = True
+                    if on_waiting is not None:
+                        on_waiting(self.holder())
+                fd = await self._wait()
+            lease = await self._become_master(fd)
+            if lease is not None:
+                return lease
+            fd = None  # the file we locked is no longer the lock file: wait on the one that is
+
+    async def _become_master(self, fd: int) -> Optional[SharedFileLease]:
+        """With the lock on ``fd`` held: wait out a stale master if need be, then bump the epoch.
+
+        None (and the lock given up) when ``fd`` stopped being the file the lock
+        path names, during the wait or as the epoch was bumped: whoever locks
+        the real lock file is master, not us.
+        """
         floor = _journal_epoch(str(self.directory))
         try:
-            replaced = lockfile.replaced_since_last_master(fd, str(self.directory), floor)
-            previous = lockfile.previous_holder(fd, str(self.directory)) if replaced else None
-        except (OSError, ValueError):
-            replaced, previous = True, None
-        try:
-            wait_s = await self._wait_out_stale_master(previous) if replaced else 0.0
+            try:
+                replaced = lockfile.replaced_since_last_master(fd, str(self.directory), floor)
+                previous = lockfile.previous_holder(fd, str(self.directory)) if replaced else None
+            except (OSError, ValueError):
+                replaced, previous = True, None
+            wait_s = 0.0
+            if replaced:
+                wait_s = await self._wait_out_stale_master(previous, fd)
+                if wait_s is None:
+                    lockfile.unlock(fd)
+                    return None
             record = lockfile.become_master(fd, str(self.directory), self.identity, floor)
         except BaseException:
             lockfile.unlock(fd)
             raise
+        if not lockfile.still_the_lock_file(fd, self.lock_path):
+            log.warning("the lock file %s was replaced while this broker took epoch %d; it stays a slave and "
+                        "waits on the file that is there now", self.lock_path, record["epoch"])
+            lockfile.unlock(fd)
+            return None
         log.info("acquired the exclusive lock on %s: master with epoch %d", self.lock_path, record["epoch"])
         lease = SharedFileLease(fd, self.directory, record, self.keep_alive_period_s, self.fence_by_stat)
         lease.stale_master_wait_s = wait_s
         return lease
 
-    async def _wait_out_stale_master(self, previous: Optional[Dict[str, Any]]) -> float:
+    async def _wait_out_stale_master(self, previous: Optional[Dict[str, Any]], fd: int) -> Optional[float]:
         """The lock file is not the one the last master locked: that master may still be running.
 
         It happens when the lock file was deleted, emptied or replaced (even by
@@ -384,7 +411,12 @@ class SharedFileLocker(Locker):
         ``VALIDITY_PERIODS`` periods without a good probe even if it is paused
         or its storage hangs.  The wait is derived from the old master's own
         period, recorded in its holder record, and never shorter than ours.
-        A plain takeover (the dead master's own lock file) does not wait.
+
+        Throughout the wait our file must stay the lock file: if it is moved
+        away (the old file put back, or ours deleted in turn), the old master's
+        probes may be succeeding again, so this returns None and we go back to
+        waiting as a slave.  A plain takeover (the dead master's own lock file)
+        does not wait.
         """
         period_s = self.keep_alive_period_s
         try:
@@ -398,8 +430,18 @@ class SharedFileLocker(Locker):
             "it to stop before taking over",
             self.lock_path, _describe(previous), wait_s, STALE_MASTER_WAIT_PERIODS,
         )
-        await asyncio.sleep(wait_s)
-        return wait_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        step = min(STALE_WAIT_CHECK_S, period_s / 4)
+        while True:
+            if not lockfile.still_the_lock_file(fd, self.lock_path):
+                log.warning("the lock file %s changed again while this broker waited out the last master; "
+                            "waiting on the file that is there now", self.lock_path)
+                return None
+            left = deadline - loop.time()
+            if left <= 0:
+                return wait_s
+            await asyncio.sleep(min(step, left))
 
     def _file_id(self) -> Optional[tuple]:
         try:
