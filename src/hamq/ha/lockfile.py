@@ -34,6 +34,7 @@ failing write + fsync probe (EIO after NFSv4 lock loss).
 
 from __future__ import annotations
 
+import binascii
 import errno
 import fcntl
 import json
@@ -83,6 +84,11 @@ def _flock_bytes(lock_type: int) -> bytes:
 def _open_lock_file(path: str) -> int:
     try:
         return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except IsADirectoryError:
+        raise LockFileError(
+            "the lock file %s is a directory, so no broker can lock it. Fix: remove it (rm -r %s); the next "
+            "broker creates the file again" % (path, path)
+        ) from None
     except FileNotFoundError:
         raise LockFileError(
             "cannot create the lock file %s: its directory does not exist. "
@@ -253,11 +259,28 @@ def read_epoch(directory: str) -> int:
     return int(first)
 
 
+def read_epoch_file(directory: str) -> bytes:
+    """The whole epoch file (b"" when there is none): what a master compares with what it wrote."""
+    try:
+        fd = os.open(epoch_path(directory), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return b""
+    try:
+        return os.pread(fd, MAX_RECORD_BYTES + 64, 0)
+    finally:
+        os.close(fd)
+
+
+def epoch_file_bytes(record: Dict[str, Any]) -> bytes:
+    """What the epoch file holds for the master whose holder record is ``record``."""
+    return ("%d\n%s\n" % (record["epoch"], json.dumps(record, sort_keys=True))).encode("utf-8")
+
+
 def _write_epoch(directory: str, epoch: int, record: Dict[str, Any]) -> None:
     """Replace the epoch file atomically (temp file, fsync, rename, fsync directory)."""
     final = epoch_path(directory)
     tmp = "%s.%s.%d.tmp" % (final, socket.gethostname(), os.getpid())
-    payload = ("%d\n%s\n" % (epoch, json.dumps(record, sort_keys=True))).encode("utf-8")
+    payload = epoch_file_bytes(dict(record, epoch=epoch))
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
         os.write(fd, payload)
@@ -362,8 +385,17 @@ def become_master(fd: int, directory: str, identity: Dict[str, Any], floor: int 
         last = max(last, read_epoch(directory))
     except ValueError:
         pass  # a damaged epoch file is rewritten; the record's epoch still keeps us monotonic
+    except OSError as exc:
+        path = epoch_path(directory)
+        what = "is a directory" if os.path.isdir(path) else "cannot be read (%s)" % exc
+        raise LockFileError(
+            "the epoch file %s %s, so no broker can become master. Fix: remove it (rm -r %s); the journal "
+            "and the lock file keep the epoch rising" % (path, what, path)
+        ) from None
     record = holder_record(identity, last + 1)
     record["lockInode"] = os.fstat(fd).st_ino
+    # unique to this mastership even if a wiped directory made the number repeat (see keep_alive_problem)
+    record["term"] = binascii.hexlify(os.urandom(8)).decode("ascii")
     data = encode_record(record)
     _write_epoch(directory, record["epoch"], record)
     _write_record(fd, data)
@@ -371,11 +403,14 @@ def become_master(fd: int, directory: str, identity: Dict[str, Any], floor: int 
     return record
 
 
-def keep_alive_problem(fd: int, directory: str, epoch: int, record_bytes: bytes) -> Optional[str]:
+def keep_alive_problem(fd: int, directory: str, epoch: int, record_bytes: bytes,
+                       epoch_bytes: Optional[bytes] = None) -> Optional[str]:
     """Check that we are still the master; returns None if so, else why not.
 
     In order: the lock file still exists and is the same inode as our
-    descriptor; the epoch is still ours; re-asserting the OFD lock on our own
+    descriptor; the epoch is still ours (with ``epoch_bytes``: the epoch file is
+    byte for byte what we wrote, so a second master of the same number, after
+    the directory was wiped, is told apart); re-asserting the OFD lock on our own
     descriptor still succeeds (on NFSv4 this asks the server); and rewriting our
     holder record in place (same bytes) and fsyncing it succeeds -- after a lost
     NFSv4 lock Linux fails I/O on the descriptor with EIO.
@@ -400,6 +435,12 @@ def keep_alive_problem(fd: int, directory: str, epoch: int, record_bytes: bytes)
         return "cannot read the epoch file: %s" % exc
     if current != epoch:
         return "the epoch moved from %d to %d: another broker became master" % (epoch, current)
+    if epoch_bytes is not None:
+        try:
+            if read_epoch_file(directory) != epoch_bytes:
+                return "the epoch file was rewritten by another broker (same epoch %d): it became master" % epoch
+        except OSError as exc:
+            return "cannot read the epoch file: %s" % exc
     try:
         if not _lock_fd(fd, blocking=False):
             return "the lock on %s is held by someone else" % path

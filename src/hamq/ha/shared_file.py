@@ -46,6 +46,8 @@ VALIDITY_PERIODS = 2.0
 #: How long a broker that finds a replaced lock file waits before taking over, in the old master's
 #: keep-alive periods: its validity window plus one period of margin (see _wait_out_stale_master).
 STALE_MASTER_WAIT_PERIODS = VALIDITY_PERIODS + 1.0
+#: A slave that cannot use the lock file at all (a directory in its place) says so this often.
+COMPLAINT_EVERY_S = 30.0
 #: During that wait, how often to check that the file we locked is still the lock file.
 STALE_WAIT_CHECK_S = 0.02
 MIN_PROBE_TIMEOUT_S = 10.0
@@ -166,6 +168,8 @@ class SharedFileLease(MasterLease):
         #: Seconds waited after acquiring because the lock file had been recreated (0: a normal acquire).
         self.stale_master_wait_s = 0.0
         self._record_bytes = lockfile.encode_record(record)
+        #: The epoch file as we wrote it: the fence compares the whole file, not just the number.
+        self._epoch_bytes = lockfile.epoch_file_bytes(record)
         self._dir = str(self.directory)
         self._fd_lock = threading.Lock()
         #: Local file system only: skip re-reading the epoch file while its stat is unchanged.
@@ -214,9 +218,12 @@ class SharedFileLease(MasterLease):
             self.on_valid()
 
     def check_fence(self) -> None:
-        """Raise StoreFenced unless the epoch file still holds our epoch; runs before every write.
+        """Raise StoreFenced unless the epoch file is still exactly what we wrote; runs before every write.
 
-        Reading the file costs an open, a read and a close per group commit. On a
+        The whole file is compared, not only its number: the holder record in it
+        carries a random term id, so even a master that got the same number
+        (everything in the directory deleted under a running master) fences the
+        other one. Reading the file costs an open, a read and a close per group commit. On a
         local file system a stat tells whether the file can have changed since it
         was last read and found ours: a new master replaces it by rename (a new
         inode), and any write in place moves its ctime. The stamp is only trusted
@@ -237,12 +244,23 @@ class SharedFileLease(MasterLease):
             if stamp is not None and stamp == self._verified_stat:
                 return
         try:
-            current = lockfile.read_epoch(self._dir)
-        except (OSError, ValueError) as exc:
+            data = lockfile.read_epoch_file(self._dir)
+        except OSError as exc:
             raise StoreFenced("cannot read the epoch file in %s, so writing is unsafe: %s" % (self._dir, exc)) from exc
-        if current != self.epoch:
+        if data != self._epoch_bytes:
+            # whole-file compare: a second master of the same number (a wiped directory) is caught too
+            try:
+                current = lockfile.read_epoch(self._dir)
+            except (OSError, ValueError) as exc:
+                raise StoreFenced("cannot read the epoch file in %s, so writing is unsafe: %s"
+                                  % (self._dir, exc)) from exc
+            if current != self.epoch:
+                raise StoreFenced(
+                    "epoch %d is not ours (%d): another broker became master of %s" % (current, self.epoch, self._dir)
+                )
             raise StoreFenced(
-                "epoch %d is not ours (%d): another broker became master of %s" % (current, self.epoch, self._dir)
+                "the epoch file of %s was rewritten by another broker with our epoch number %d (was the directory "
+                "emptied?): it became master" % (self._dir, self.epoch)
             )
         if stamp is not None and time.time() - stamp[4] / 1e9 > FENCE_STAT_SETTLE_S:
             self._verified_stat = stamp
@@ -259,7 +277,7 @@ class SharedFileLease(MasterLease):
                 return "the lock was released"
             fd = os.dup(self.fd)
         try:
-            return lockfile.keep_alive_problem(fd, self._dir, self.epoch, self._record_bytes)
+            return lockfile.keep_alive_problem(fd, self._dir, self.epoch, self._record_bytes, self._epoch_bytes)
         finally:
             os.close(fd)
 
@@ -320,6 +338,7 @@ class SharedFileLocker(Locker):
         if self.sleep_interval_s <= 0:
             raise LockerError("lockAcquireSleepInterval must be greater than 0. Fix: set it to e.g. \"1000\"")
         self.lock_path = lockfile.lock_path(str(self.directory))
+        self._last_complaint = float("-inf")
         # the next master derives its wait for a stale master from this (see _wait_out_stale_master)
         self.identity["keepAlivePeriodMs"] = int(round(self.keep_alive_period_s * 1000))
         self.probe_while_waiting = _on_nfs(str(self.directory))
@@ -386,6 +405,9 @@ class SharedFileLocker(Locker):
                     lockfile.unlock(fd)
                     return None
             record = lockfile.become_master(fd, str(self.directory), self.identity, floor)
+        except lockfile.LockFileError as exc:
+            lockfile.unlock(fd)
+            raise LockerError(str(exc)) from None
         except BaseException:
             lockfile.unlock(fd)
             raise
@@ -485,6 +507,12 @@ class SharedFileLocker(Locker):
         """One non-blocking try: next to the blocked wait on NFS (see :func:`_on_nfs`), or as the poll."""
         try:
             return lockfile.try_lock(self.lock_path)
+        except lockfile.LockFileError as exc:  # something an operator must fix: say so, keep waiting
+            now = time.monotonic()
+            if now - self._last_complaint >= COMPLAINT_EVERY_S:
+                self._last_complaint = now
+                log.error("%s; this broker waits as a slave until it is fixed", exc)
+            return None
         except OSError as exc:  # e.g. the NFS server is away: keep trying, as Artemis does
             log.warning("cannot test the lock on %s: %s; retrying", self.lock_path, exc)
             return None
