@@ -226,3 +226,28 @@ def try_connect(port: int, timeout: float = 2.0) -> bool:
         return False
     client.close()
     return True
+
+
+def collect(client: StompClient, idle_s: float = 3.0, limit_s: float = 60.0) -> List[Frame]:
+    """Every frame that arrives until the connection closes or stays quiet for ``idle_s``."""
+    frames: List[Frame] = []
+    end = time.monotonic() + limit_s
+    while time.monotonic() < end:
+        try:
+            frame = client.read(timeout=idle_s)
+        except (socket.timeout, OSError):
+            break
+        if frame is None:
+            break
+        frames.append(frame)
+    return frames
+
+
+def drain(port: int, destination: str, idle_s: float = 3.0, version: str = "1.2") -> List[Frame]:
+    """Subscribe (auto ack) and return every MESSAGE until the queue stays quiet for ``idle_s``."""
+    client = StompClient.open(port, version=version)
+    try:
+        client.subscribe(destination, "drain", ack="auto")
+        return [f for f in collect(client, idle_s) if f.command == "MESSAGE"]
+    finally:
+        client.close()

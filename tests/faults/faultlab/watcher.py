@@ -23,13 +23,17 @@ only (a listening port is not yet an answered CONNECT).
 
 from __future__ import annotations
 
+import re
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 _CONNECT = b"CONNECT\naccept-version:1.0,1.1,1.2\nhost:localhost\n\n\0"
+#: Close probes with a reset: thousands of TIME_WAIT sockets would make /proc/net/tcp slow to read.
+_LINGER_RESET = struct.pack("ii", 1, 0)
 
 
 @dataclass
@@ -109,6 +113,7 @@ class ConnectWatcher:
         except OSError:
             return None
         finally:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
             sock.close()
 
     # -- results ---------------------------------------------------------------------
@@ -148,18 +153,54 @@ class ConnectWatcher:
 
 
 def listening(ports: Sequence[int]) -> Set[int]:
-    """Which of ``ports`` are in LISTEN on 127.0.0.1 (or any address) right now, from /proc/net/tcp."""
-    wanted = {"%04X" % p: p for p in ports}
+    """Which of ``ports`` have a TCP socket in LISTEN right now (sock_diag netlink; /proc/net/tcp fallback).
+
+    The netlink query asks the kernel for listening sockets only, so it stays cheap on
+    a shared host whose /proc/net/tcp lists tens of thousands of TIME_WAIT entries.
+    """
+    wanted = set(ports)
+    try:
+        return _listening_ports_netlink() & wanted
+    except OSError:
+        pass
     found = set()
     with open("/proc/net/tcp") as f:
-        next(f)
-        for line in f:
-            parts = line.split()
-            local, state = parts[1], parts[3]
-            addr, _, port = local.partition(":")
-            if state == "0A" and port in wanted and addr in ("0100007F", "00000000"):
-                found.add(wanted[port])
+        for local_port in _PROC_LISTEN.findall(f.read()):
+            port = int(local_port, 16)
+            if port in wanted:
+                found.add(port)
     return found
+
+
+_PROC_LISTEN = re.compile(r":([0-9A-F]{4}) 00000000:0000 0A ")
+_NL = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
+_DIAG_REQ = struct.Struct("=BBBBI48s")  # inet_diag_req_v2: family, protocol, ext, pad, states, sockid
+_SOCK_DIAG_BY_FAMILY, _NLMSG_DONE, _NLMSG_ERROR = 20, 3, 2
+_TCP_LISTEN = 10
+
+
+def _listening_ports_netlink() -> Set[int]:
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 4) as nl:  # NETLINK_SOCK_DIAG
+        nl.settimeout(2.0)
+        ports = set()
+        for family in (socket.AF_INET, socket.AF_INET6):
+            req = _DIAG_REQ.pack(family, socket.IPPROTO_TCP, 0, 0, 1 << _TCP_LISTEN, b"\0" * 48)
+            nl.send(_NL.pack(_NL.size + len(req), _SOCK_DIAG_BY_FAMILY, 0x301, 1, 0) + req)  # REQUEST|DUMP
+            done = False
+            while not done:
+                data = nl.recv(1 << 16)
+                pos = 0
+                while pos + _NL.size <= len(data):
+                    length, kind, _flags, _seq, _pid = _NL.unpack_from(data, pos)
+                    if kind == _NLMSG_DONE:
+                        done = True
+                        break
+                    if kind == _NLMSG_ERROR:
+                        raise OSError("sock_diag refused the query")
+                    # inet_diag_msg: family, state, timer, retrans, then the sockid whose sport is big-endian
+                    ports.add(struct.unpack_from(">H", data, pos + _NL.size + 4)[0])
+                    pos += (length + 3) & ~3
+        return ports
 
 
 class ListenSampler:
