@@ -49,10 +49,14 @@ class Rule:
         self.body = body
         self.name = body["name"]
         self.arm_file: Optional[Path] = Path(body["arm_file"]) if body.get("arm_file") else None
+        #: events seen when the rule was last armed: wait() waits for newer ones
+        self._seen = 0
 
     def arm(self) -> None:
+        """Start counting (again); a later :meth:`wait` waits for an event after this moment."""
         if self.arm_file is None:
             raise ValueError(f"rule {self.name!r} was created armed; pass armed=False to arm it later")
+        self._seen = len(self.events())
         self.arm_file.touch()
 
     def disarm(self) -> None:
@@ -66,10 +70,13 @@ class Rule:
         return bool(self.events())
 
     def wait(self, timeout: float = 60.0, count: int = 1) -> dict:
-        """Block until the rule acted ``count`` times; returns the last event (and, for a pause, the stop)."""
+        """Block until the rule acted ``count`` times since it was armed; returns that event.
+
+        For a pause it also waits until the process is stopped.
+        """
         deadline = time.monotonic() + timeout
         while True:
-            events = self.events()
+            events = self.events()[self._seen:]
             if len(events) >= count:
                 event = events[count - 1]
                 if event["action"] == "pause":
@@ -248,3 +255,39 @@ def power_cut(iolog_dir: Path, search_root: Path) -> PowerCutReport:
             os.close(fd)
         report.files[str(where)] = report.files.get(str(where), 0) + put_back
     return report
+
+
+def writes_after_seals(iolog_dir: Path, kahadb: Path) -> Dict[int, List[dict]]:
+    """Batch writes into a segment past its seal, made after the seal was written: {pid: [write records]}.
+
+    The seal of segment N is the header of segment N+1; the io log tells when that
+    header was written and by whom, and which later writes landed in N beyond the
+    sealed length.  Only writes whose data starts with the batch magic count (not fill).
+    """
+    from faultlab.journal import segments
+
+    records = read_iolog(iolog_dir)
+    created: Dict[str, Tuple[int, int]] = {}  # segment file name -> (time, pid) its header was written
+    for r in records:
+        if r.kind == "undo" and r.header["offset"] == 0 and r.header.get("head", "").startswith(_SEGMENT_HEX):
+            created.setdefault(os.path.basename(r.header["path"]), (r.t, r.pid))
+    seals: Dict[str, Tuple[int, int, int]] = {}
+    found = segments(kahadb)
+    for (n, path, _h), (_m, following, nxt) in zip(found, found[1:]):
+        if nxt is not None and nxt.prev_segment == n and following.name in created:
+            seals[path.name] = (nxt.sealed_length,) + created[following.name]
+    out: Dict[int, List[dict]] = {}
+    for r in records:
+        if r.kind != "undo" or not r.header.get("head", "").startswith(_BATCH_HEX):
+            continue
+        seal = seals.get(os.path.basename(r.header["path"]))
+        if seal is None:
+            continue
+        length, sealed_at, sealer = seal
+        if r.t > sealed_at and r.pid != sealer and r.header["offset"] + r.header["length"] > length:
+            out.setdefault(r.pid, []).append(r.header)
+    return out
+
+
+_BATCH_HEX = BATCH_MAGIC.encode().hex()
+_SEGMENT_HEX = b"HAMQSEG1".hex()

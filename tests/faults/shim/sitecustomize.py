@@ -143,11 +143,13 @@ def _stat_ids(fd):
     return st.st_dev, st.st_ino, st.st_size
 
 
-def _undo_write(fd, path, offset, length):
+def _undo_write(fd, path, offset, data):
     dev, ino, size = _stat_ids(fd)
+    length = len(data)
     old = os.pread(fd, length, offset) if length and offset < size else b""
     _log_record({"kind": "undo", "t": time.monotonic_ns(), "path": path, "dev": dev, "ino": ino,
-                 "offset": offset, "length": length, "size": size, "old": len(old)}, old)
+                 "offset": offset, "length": length, "size": size, "old": len(old),
+                 "head": bytes(data[:8]).hex()}, old)
 
 
 def _undo_truncate_fd(fd, path, length):
@@ -175,7 +177,7 @@ def _wrap_write(name):
                 offset = args[0]
             else:
                 offset = os.lseek(fd, 0, os.SEEK_CUR)
-            _undo_write(fd, path, offset, len(data))
+            _undo_write(fd, path, offset, data)
         result = real(fd, data, *args)
         for rule in _due(op, path, data, "after"):
             _act(rule, op, path, "after")
