@@ -12,6 +12,9 @@ master/slave group::
         a.kill()                                                   # SIGKILL
         b.wait_role("master")
         port = b.stomp_port
+
+The process classes live in ``tests/support/brokers.py``, shared with the
+fault-injection suite (tests/faults) and the soak benchmark.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@
 * :mod:`faultlab.stomp`    a small blocking STOMP client that puts exact bytes on the wire
 * :mod:`faultlab.watcher`  the CONNECT watcher (two brokers answering CONNECT at once)
 * :mod:`faultlab.ledger`   ledger producer and consumer, and the checker of the properties
+* :mod:`faultlab.scenario` a group under load (producer, consumer, watcher) and the pause/yank failover
 * :mod:`faultlab.journal`  journal damage (truncation, bit flips), seals, quarantine
 * :mod:`faultlab.lockfile` lock-file tampering (delete, empty file, byte-identical copy)
 * :mod:`faultlab.seeds`    seeded randomness that prints its seed and replays with HAMQ_FAULT_SEED

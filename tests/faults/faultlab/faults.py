@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from support.brokers import process_state
+
 SHIM_DIR = Path(__file__).resolve().parent.parent / "shim"
 #: The first bytes of every journal batch (hamq.store.codec.BATCH_MAGIC), to count batch writes only.
 BATCH_MAGIC = "HQB1"
@@ -88,8 +90,6 @@ class Rule:
 
 
 def _wait_stopped(pid: int, deadline: float) -> None:
-    from support.brokers import process_state
-
     while process_state(pid) not in ("T", "t"):
         if time.monotonic() > deadline or process_state(pid) is None:
             raise AssertionError(f"process {pid} did not stop after the shim's SIGSTOP")
