@@ -231,16 +231,21 @@ def main(argv=None) -> int:
     root = args.workdir or Path(tempfile.mkdtemp(prefix="hamq-soak-"))
     results: Dict[str, Dict] = {"seed": seed}
     started = time.monotonic()
+    plan = [("kills", f"{args.kills} x kill -9 of the master over {args.messages} messages, concurrent consumer",
+             lambda: soak_kills(root, rng, args.kills, args.messages)),
+            ("corruption", f"{args.corruption} trials of random journal damage",
+             lambda: soak_corruption(root, rng, args.corruption)),
+            ("failovers", f"{args.failovers} pause/yank failovers under load",
+             lambda: soak_failovers(root, rng, args.failovers))]
     try:
-        if "kills" in soaks:
-            log(f"kills: {args.kills} x kill -9 of the master over {args.messages} messages, concurrent consumer")
-            results["kills"] = soak_kills(root, rng, args.kills, args.messages)
-        if "corruption" in soaks:
-            log(f"corruption: {args.corruption} trials of random journal damage")
-            results["corruption"] = soak_corruption(root, rng, args.corruption)
-        if "failovers" in soaks:
-            log(f"failovers: {args.failovers} pause/yank failovers under load")
-            results["failovers"] = soak_failovers(root, rng, args.failovers)
+        for name, what, run in plan:
+            if name not in soaks:
+                continue
+            log(f"{name}: {what}")
+            results[name] = run()
+            log(FORMATS[name](results[name]))  # each soak's figures as soon as it is done
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=2) + "\n")
     finally:
         if args.workdir is None:
             shutil.rmtree(root, ignore_errors=True)
@@ -252,29 +257,35 @@ def main(argv=None) -> int:
     return 0
 
 
+def _format_kills(k: Dict) -> str:
+    return (f"kills {k['kills']} x {k['messages']} messages: lost {k['lost']}, unflagged duplicates "
+            f"{k['unflagged_duplicates']}, dual-master samples {k['dual_master_samples']}, takeover p50 "
+            f"{k['takeover_p50_ms']} ms / max {k['takeover_max_ms']} ms (sent {k['sent']}, receipted "
+            f"{k['receipted']}, delivered {k['delivered']}, flagged redeliveries {k['flagged_redeliveries']}, "
+            f"phantom {k['phantom']}, garbled {k['garbled']}, past-seal batches {k['past_seal_batches']})")
+
+
+def _format_corruption(c: Dict) -> str:
+    return (f"corruption {c['trials']} trials {c['by_kind']}: garbled {c['garbled']}, lost before the damage "
+            f"{c['lost_before_the_damage']}, single-bit flips losing more than their batch "
+            f"{c['bit_flips_losing_more_than_one_batch']} of {c['bit_flips']} (max "
+            f"{c['max_batches_lost_by_one_bit_flip']} lost by one flip), phantom {c['phantom']}, "
+            f"messages lost after the damage {c['messages_lost_after_the_damage']}")
+
+
+def _format_failovers(f: Dict) -> str:
+    return (f"failovers {f['failovers']} {f['by_mode']}: receipts after takeover {f['receipts_after_takeover']}, "
+            f"dual-master samples {f['dual_master_samples']}, lost {f['lost']}, unflagged duplicates "
+            f"{f['unflagged_duplicates']}, ex-master writes past a seal beyond the one in flight "
+            f"{f['writes_past_a_seal_beyond_the_one_in_flight']}")
+
+
+FORMATS = {"kills": _format_kills, "corruption": _format_corruption, "failovers": _format_failovers}
+
+
 def format_results(results: Dict) -> str:
     lines = [f"soak results (seed {results['seed']}, {results['elapsed_s']} s)"]
-    k = results.get("kills")
-    if k:
-        lines.append(f"kills {k['kills']} x {k['messages']} messages: lost {k['lost']}, unflagged duplicates "
-                     f"{k['unflagged_duplicates']}, dual-master samples {k['dual_master_samples']}, takeover p50 "
-                     f"{k['takeover_p50_ms']} ms / max {k['takeover_max_ms']} ms (sent {k['sent']}, receipted "
-                     f"{k['receipted']}, delivered {k['delivered']}, flagged redeliveries "
-                     f"{k['flagged_redeliveries']}, phantom {k['phantom']}, garbled {k['garbled']}, "
-                     f"past-seal batches {k['past_seal_batches']})")
-    c = results.get("corruption")
-    if c:
-        lines.append(f"corruption {c['trials']} trials {c['by_kind']}: garbled {c['garbled']}, lost before the "
-                     f"damage {c['lost_before_the_damage']}, single-bit flips losing more than their batch "
-                     f"{c['bit_flips_losing_more_than_one_batch']} of {c['bit_flips']} (max "
-                     f"{c['max_batches_lost_by_one_bit_flip']} lost by one flip), phantom {c['phantom']}, "
-                     f"messages lost after the damage {c['messages_lost_after_the_damage']}")
-    f = results.get("failovers")
-    if f:
-        lines.append(f"failovers {f['failovers']} {f['by_mode']}: receipts after takeover "
-                     f"{f['receipts_after_takeover']}, dual-master samples {f['dual_master_samples']}, lost "
-                     f"{f['lost']}, unflagged duplicates {f['unflagged_duplicates']}, ex-master writes past a "
-                     f"seal beyond the one in flight {f['writes_past_a_seal_beyond_the_one_in_flight']}")
+    lines += [FORMATS[name](results[name]) for name in FORMATS if name in results]
     return "\n".join(lines)
 
 

@@ -85,7 +85,8 @@ class Load:
 
     def receipts_after_resume(self) -> List[str]:
         """Ids receipted by an ex-master after it was resumed (on live or abandoned connections)."""
-        events = [(msg_id, port, t) for msg_id, (port, t) in self.producer.receipted.items()]
+        # copies first: the producer thread may be adding to both (list() of a dict view is one C call)
+        events = [(msg_id, port, t) for msg_id, (port, t) in list(self.producer.receipted.items())]
         events += list(self.producer.late)
         return sorted({msg_id for msg_id, port, t in events
                        if any(port == p and start < t <= end for p, start, end in self.resumed)})
