@@ -117,7 +117,7 @@ ruff: venv
 
 # pytest exits 5 when it collects nothing: that fails here like any other error.
 pytest: venv
-	$(BIN)/pytest tests/unit tests/integration benchmarks/tests
+	$(BIN)/pytest tests/unit tests/integration tests/faults benchmarks/tests
 
 ansible-checks: venv link
 	@test -f tests/ansible_checks.sh || { echo "tests/ansible_checks.sh is missing (the collection's lint + sanity + build script)"; exit 1; }
