@@ -18,8 +18,6 @@ def _names(group):
     return {b.port: b.name for b in group.brokers.values()}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 1: a master paused after its fence check writes, fsyncs and "
-                                       "receipts past the new master's seal")
 def test_case1_paused_ex_master_receipts_nothing_the_new_master_lacks(make_group):
     group = make_group(keep_alive_ms=300)
     spec = FaultSpec(group.root, "a")
@@ -53,8 +51,6 @@ def test_case1_paused_ex_master_receipts_nothing_the_new_master_lacks(make_group
     assert not missing, f"{len(missing)} receipted message(s) the new master never saw: {missing}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 2: a resumed master answers CONNECT, receipts and delivers "
-                                       "before its keep-alive notices the takeover")
 def test_case2_resumed_master_serves_nothing_before_it_rechecks_its_lock(make_group):
     group = make_group(keep_alive_ms=300)
     old = group.add("a")
@@ -109,8 +105,6 @@ def _tamper_and_watch(group, how: str, reps: int):
     return watcher, late
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 3: a lock file replaced by an identical copy lets a slave "
-                                       "become master while the old master still serves")
 def test_case3_lock_file_replaced_by_an_identical_copy_never_gives_two_masters(make_group):
     group = make_group(keep_alive_ms=2000, acquire_ms=100)  # schedulerSupport="false"
     watcher, late = _tamper_and_watch(group, "copy", reps=3)

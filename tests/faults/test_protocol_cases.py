@@ -7,7 +7,6 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
 from faultlab.group import DEADLINE_S
 from faultlab.stomp import StompClient, collect, drain
 
@@ -18,8 +17,6 @@ def _persistent(destination: str, **headers) -> dict:
     return out
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 10: a client message-id is a store-wide duplicate key, so "
-                                       "the same id on another queue or after a restart is receipted and dropped")
 def test_case10_a_reused_client_message_id_is_delivered_every_time(make_group):
     group = make_group()
     broker = group.add("a")
@@ -43,8 +40,6 @@ def test_case10_a_reused_client_message_id_is_delivered_every_time(make_group):
     assert len(set(ids)) == 3, f"MESSAGE frames must carry broker-assigned, unique message-ids, got {ids}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 10: duplicate detection must use _AMQ_DUPL_ID, per "
-                                       "destination, not the client's message-id")
 def test_case10_duplicates_are_detected_by_amq_dupl_id_per_destination(make_group):
     group = make_group()
     broker = group.add("a")
@@ -61,8 +56,6 @@ def test_case10_duplicates_are_detected_by_amq_dupl_id_per_destination(make_grou
     assert bodies == {"/queue/a": [b"original"], "/queue/b": [b"same dupl id, other queue"]}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 11: STOMP 1.2 ack ids are a per-process counter, so a "
-                                       "pre-failover ack id acks a different message on the new master")
 def test_case11_a_pre_failover_ack_id_never_acks_another_message(make_group):
     group = make_group()
     a = group.add("a")
@@ -142,13 +135,9 @@ def _lf_case(group, consumer_version: str, value: str):
     assert other_receipts and set(other_receipts) == {"RECEIPT"}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 12: a header value with LF cannot be encoded for a STOMP 1.0 "
-                                       "consumer; the message is acked and never sent")
 def test_case12_a_header_with_lf_is_not_lost_for_a_stomp_10_consumer(make_group):
     _lf_case(make_group(), "1.0", "line one\nline two")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 12: a header value with CR cannot be encoded for a STOMP 1.1 "
-                                       "consumer; the message is acked and never sent")
 def test_case12_a_header_with_cr_is_not_lost_for_a_stomp_11_consumer(make_group):
     _lf_case(make_group(), "1.1", "carriage\rreturn")

@@ -112,8 +112,6 @@ def test_random_kills_at_write_boundaries_then_power_cut_lose_nothing(make_group
     report.assert_clean(_context(rng, group))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 1: a master frozen inside a journal write, resumed after the "
-                                       "takeover, receipts the messages it wrote past the seal")
 def test_random_pauses_with_the_lock_yanked_never_serve_twice(make_group, rng):
     group = make_group(keep_alive_ms=500)
     iolog = group.root / "iolog"

@@ -6,7 +6,6 @@ had its chance to arrive (or to arrive twice) before it.
 
 from __future__ import annotations
 
-import pytest
 from faultlab.faults import FaultSpec, power_cut
 from faultlab.group import DEADLINE_S
 from faultlab.stomp import StompClient
@@ -35,8 +34,6 @@ def _bodies_until_sentinel(port: int, destination: str, delay_ms: int = 1500):
         client.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 7: a fired job is acked in the scheduler store before its "
-                                       "message is durable; a main-store fsync failure then loses it")
 def test_case7_a_job_whose_fired_message_fails_to_fsync_is_not_lost(shared_storage, make_group):
     # On shared storage the store's fsync runs in a worker thread while the event loop goes on ticking.
     group = make_group(scheduler=True, shared=shared_storage / "store")
@@ -63,12 +60,10 @@ def test_case7_a_job_whose_fired_message_fails_to_fsync_is_not_lost(shared_stora
     assert bodies.count(b"job") == 1, f"the job was delivered {bodies.count(b'job')} times: {bodies}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 8: a failover resend of a scheduled SEND is scheduled again as "
-                                       "a second job")
 def test_case8_failover_resend_of_a_scheduled_send_makes_no_second_job(make_group):
     group = make_group(scheduler=True)
     spec = FaultSpec(group.root, "a")
-    hold = spec.rule("hold-after-job-fsync", ops=["fdatasync", "fsync"], path="*/scheduler/db-*.log",
+    hold = spec.rule("hold-after-job-fsync", ops=["fdatasync", "fsync"], path="*/db-*.log",  # the job's store, wherever it lives
                      when="after", action="pause", armed=False)
     a = group.add("a", spec)
     group.wait_master()
@@ -90,8 +85,6 @@ def test_case8_failover_resend_of_a_scheduled_send_makes_no_second_job(make_grou
     assert bodies.count(b"job") == 1, f"the job was delivered {bodies.count(b'job')} times: {bodies}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 9: a COMMIT refused for a bad AMQ_SCHEDULED_* value leaves the "
-                                       "transaction's earlier scheduled sends scheduled")
 def test_case9_a_refused_commit_leaves_nothing_scheduled(make_group):
     group = make_group(scheduler=True)
     broker = group.add("a")
