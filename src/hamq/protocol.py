@@ -26,8 +26,11 @@ log = logging.getLogger("hamq.server")
 
 #: Slow-reader protection: stop dispatching to (and reading from) a client
 #: whose unsent output passes HIGH; resume below LOW.
-WRITE_HIGH_WATER = 4 * 1024 * 1024
-WRITE_LOW_WATER = 1 * 1024 * 1024
+WRITE_HIGH_WATER = 1024 * 1024
+WRITE_LOW_WATER = 256 * 1024
+#: File descriptors a master keeps free of client connections: the journal, the epoch file, the lock
+#: probe and checkpoints must always be able to open a file.
+DESCRIPTOR_RESERVE = 64
 #: How long a connection we close keeps draining the peer's input (see StompProtocol.linger).
 LINGER_S = 2.0
 
@@ -58,10 +61,16 @@ class StompProtocol(asyncio.Protocol):
         term = self.term
         peer = transport.get_extra_info("peername")
         limit = getattr(self.connector, "max_connections", None)
-        if term.over or (limit is not None and term.connection_count(self.connector) >= limit):
-            if not term.over:
-                log.warning("refusing %s: maximumConnections=%d reached on connector %s", peer, limit,
-                            self.connector.name)
+        refuse = None
+        if limit is not None and term.connection_count(self.connector) >= limit:
+            refuse = "maximumConnections=%d reached on connector %s" % (limit, self.connector.name)
+        elif len(term.protocols) >= term.descriptor_budget():
+            refuse = ("the process is %d file descriptors from its limit (RLIMIT_NOFILE); the rest is kept for "
+                      "the store and the lock. Fix: raise LimitNOFILE, or set maximumConnections"
+                      % DESCRIPTOR_RESERVE)
+        if term.over or refuse:
+            if refuse:
+                term.complain("refusing %s: %s" % (peer, refuse))
             self.closed = True
             transport.abort()
             return
@@ -165,11 +174,13 @@ class StompProtocol(asyncio.Protocol):
         """
         chunks = []
         close = False
+        cost = 0
         try:
             for out in outputs:
                 if out.close:
                     close = True
                     break
+                cost += out.cost
                 frame = out.frame
                 if frame is None:
                     chunks.append(b"\n")
@@ -185,6 +196,8 @@ class StompProtocol(asyncio.Protocol):
             return
         if chunks:
             self.transport.write(b"".join(chunks))
+        if cost:
+            self.term.guard(self.term.broker.written, self.conn_id, cost)
         if close:
             self.closed = True
             self.linger()

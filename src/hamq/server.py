@@ -112,6 +112,7 @@ class BrokerNode:
 
     # ------------------------------------------------------------------ life cycle
     async def run(self) -> int:
+        _raise_descriptor_limit()
         try:
             self.check_connectors()
         except ConnectorError as exc:
@@ -267,6 +268,22 @@ class BrokerNode:
                 raise ConnectorError(
                     f"transport connector {connector.name!r} uses {connector.scheme}://, which this broker does "
                     "not serve. Fix: use a stomp:// or stomp+ssl:// uri")
+
+def _raise_descriptor_limit() -> None:
+    """Lift the soft RLIMIT_NOFILE to the hard one: every client connection costs a descriptor.
+
+    A master refuses connections past the limit (keeping a reserve for the store
+    and the lock, see hamq.protocol) rather than let a flood starve its own files.
+    """
+    import resource
+
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (OSError, ValueError) as exc:
+        log.warning("cannot raise the open-files limit: %s", exc)
+
 
 def _halt_now(grace_s: float) -> None:
     log.critical("the master term did not wind down within %.0f s (storage hung?); exiting now", grace_s)

@@ -22,12 +22,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
+import resource
 import time
 from typing import TYPE_CHECKING, Dict, Optional, Set
 
 from hamq.core.engine import Broker
 from hamq.group_commit import GroupCommit
-from hamq.protocol import StompProtocol
+from hamq.protocol import DESCRIPTOR_RESERVE, StompProtocol
 
 if TYPE_CHECKING:  # pragma: no cover
     from hamq.server import BrokerNode
@@ -37,6 +39,8 @@ log = logging.getLogger("hamq.server")
 TICK_S = 0.1
 #: The pause detector's beat.
 BEAT_S = 0.05
+#: A warning about refused connections is logged at most this often.
+COMPLAINT_EVERY_S = 5.0
 
 
 class MasterTerm:
@@ -65,6 +69,8 @@ class MasterTerm:
         self._over = asyncio.Event()
         self._flush_scheduled = False
         self._checkpointing = False
+        self._baseline_fds = 0
+        self._last_complaint = float("-inf")
         self._beat_handle: Optional[asyncio.TimerHandle] = None
         self._last_beat = time.monotonic()
         period = getattr(lease, "keep_alive_period_s", None)
@@ -99,6 +105,7 @@ class MasterTerm:
         self.tasks.append(asyncio.ensure_future(self._tick_loop()))
         self._last_beat = time.monotonic()
         self._beat_handle = loop.call_later(BEAT_S, self._beat)
+        self._baseline_fds = _open_descriptors()
         await self._open_connectors()
 
     def _open_store_object(self) -> None:
@@ -191,6 +198,20 @@ class MasterTerm:
         if self.group_commit is not None:
             self.group_commit.wanted()
         self.flush()
+
+    def descriptor_budget(self) -> int:
+        """How many client connections fit below the descriptor limit, keeping DESCRIPTOR_RESERVE free."""
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            return 1 << 30
+        return max(0, soft - self._baseline_fds - DESCRIPTOR_RESERVE)
+
+    def complain(self, text: str) -> None:
+        """A warning that a flood of events would repeat: at most one line every few seconds."""
+        now = time.monotonic()
+        if now - self._last_complaint >= COMPLAINT_EVERY_S:
+            self._last_complaint = now
+            log.warning("%s", text)
 
     def connection_count(self, connector) -> int:
         return sum(1 for p in self.protocols.values() if p.connector is connector)
@@ -378,6 +399,14 @@ class MasterTerm:
                 lease.release()
             except Exception as exc:
                 log.warning("releasing the lock failed: %s", exc)
+
+
+def _open_descriptors() -> int:
+    """File descriptors this process has open (the store, the lock, the loop, the status endpoint)."""
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return 64
 
 
 def _store_is_local(directory: str) -> bool:

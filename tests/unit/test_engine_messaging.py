@@ -2,6 +2,8 @@
 
 from test_engine_support import Harness
 
+from hamq.stomp.codec import Frame
+
 
 def send(h, conn, dest, body=b"x", **headers):
     h.send(conn, "SEND", body, destination=dest, **headers)
@@ -358,3 +360,22 @@ def test_slow_topic_subscriber_loses_its_oldest_messages_not_the_broker_memory()
     h.broker.set_writable("slow", True)
     h.pump()
     assert [f.body[:1] for f in h.take("slow")] == [b"7", b"8", b"9"]
+
+
+def test_deliveries_pause_while_a_connection_has_too_much_dispatched_and_unwritten():
+    from hamq.core.subscriptions import UNWRITTEN_LIMIT
+
+    h = Harness()
+    h.connect("p")
+    body = b"x" * 8192
+    for _ in range(200):
+        h.send("p", "SEND", body, destination="/queue/big")
+    h.broker.connection_made("slow", ("127.0.0.1", 2))
+    h.broker.receive("slow", Frame("CONNECT", [("accept-version", "1.2")]))
+    h.broker.receive("slow", Frame("SUBSCRIBE", [("destination", "/queue/big"), ("id", "s"), ("ack", "auto")]))
+    outputs = h.broker.take_outputs()  # the server has written none of them yet
+    messages = [o for o in outputs if o.frame is not None and o.frame.command == "MESSAGE"]
+    assert 0 < len(messages) * len(body) <= UNWRITTEN_LIMIT + len(body) + 1024
+    h.broker.written("slow", sum(o.cost for o in messages))  # handed to the socket: more may come
+    more = [o for o in h.broker.take_outputs() if o.frame is not None and o.frame.command == "MESSAGE"]
+    assert more

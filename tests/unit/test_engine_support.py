@@ -94,6 +94,7 @@ class Harness:
             self.heartbeats[out.conn_id] += 1
         elif not self.closed[out.conn_id]:
             self.inbox[out.conn_id].append(out.frame)
+            self.broker.written(out.conn_id, out.cost)  # as the server does once it hands bytes to the socket
 
     def take(self, name: str, command: Optional[str] = None) -> List[Frame]:
         frames = self.inbox[name]

@@ -34,6 +34,9 @@ class ClientConnection:
         self.last_write = now
         #: False while the transport's write buffer is above its high-water mark.
         self.writable = True
+        #: Bytes of messages dispatched to it and not yet handed to its socket
+        #: (see hamq.core.subscriptions.UNWRITTEN_LIMIT).
+        self.unwritten = 0
         self.message_seq = 0
         #: Producer flow control: frames held (in order) while ``blocked_on`` is over its memory limit.
         self.parked: Deque = deque()

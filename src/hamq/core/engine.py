@@ -41,6 +41,8 @@ from hamq.core.subscriptions import (
     DEFAULT_DURABLE_TOPIC_PREFETCH,
     DEFAULT_QUEUE_PREFETCH,
     DEFAULT_TOPIC_PREFETCH,
+    MESSAGE_OVERHEAD,
+    UNWRITTEN_LIMIT,
     Subscription,
 )
 from hamq.core.transactions import Transaction
@@ -65,7 +67,7 @@ class Output:
     ``frame`` None and ``close`` False means "send a heart-beat EOL".
     """
 
-    __slots__ = ("conn_id", "frame", "close", "after_lsn", "version")
+    __slots__ = ("conn_id", "frame", "close", "after_lsn", "version", "cost")
 
     def __init__(self, conn_id, frame: Optional[Frame], close: bool = False, after_lsn: int = 0,
                  version: str = "1.2"):
@@ -74,6 +76,8 @@ class Output:
         self.close = close
         self.after_lsn = after_lsn
         self.version = version
+        #: Bytes this output counts against its connection's unwritten allowance (a MESSAGE's body).
+        self.cost = 0
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         what = self.frame.command if self.frame is not None else ("CLOSE" if self.close else "HEARTBEAT")
@@ -254,6 +258,24 @@ class Broker:
             return
         conn.writable = writable
         if writable:
+            for sub in conn.subscriptions.values():
+                self._mark_dirty(sub.queue)
+
+    def written(self, conn_id, nbytes: int) -> None:
+        """The server handed ``nbytes`` of delivered messages to the connection's socket.
+
+        Deliveries stop while a connection has more than UNWRITTEN_LIMIT bytes
+        dispatched but not yet handed over (see ClientConnection.unwritten), so a
+        slow consumer never has more than that, plus its socket's buffer, taken
+        off its queue and not yet written: all an auto-ack consumer can lose if
+        the broker dies.
+        """
+        conn = self.connections.get(conn_id)
+        if conn is None or nbytes <= 0:
+            return
+        was_full = conn.unwritten >= UNWRITTEN_LIMIT
+        conn.unwritten = max(0, conn.unwritten - nbytes)
+        if was_full and conn.unwritten < UNWRITTEN_LIMIT:
             for sub in conn.subscriptions.values():
                 self._mark_dirty(sub.queue)
 
@@ -956,6 +978,8 @@ class Broker:
         if message.redelivered:
             headers.append(("redelivered", "true"))
         out = Output(conn.id, MessageFrame(headers, message), False, 0, conn.version)
+        out.cost = len(message.body) + MESSAGE_OVERHEAD
+        conn.unwritten += out.cost
         self._outputs.append(out)
         conn.last_write = self._now
         queue = sub.queue

@@ -13,6 +13,12 @@ from typing import TYPE_CHECKING, Dict, List, Optional
 
 from hamq.core.messages import Message
 
+#: Bytes of dispatched messages a connection may have that the server has not handed to its socket yet;
+#: deliveries to it pause above this (see Broker.written).
+UNWRITTEN_LIMIT = 256 * 1024
+#: What a MESSAGE frame costs beyond its body, for that count.
+MESSAGE_OVERHEAD = 256
+
 if TYPE_CHECKING:  # pragma: no cover
     from hamq.core.destinations import MessageQueue
 
@@ -57,7 +63,9 @@ class Subscription:
         self.active = True
 
     def has_capacity(self) -> bool:
-        return self.active and self.connection.writable and len(self.inflight) < self.prefetch
+        conn = self.connection
+        return (self.active and conn.writable and conn.unwritten < UNWRITTEN_LIMIT
+                and len(self.inflight) < self.prefetch)
 
     def matches(self, message: Message) -> bool:
         if self.no_local and message.origin is self.connection:

@@ -24,6 +24,7 @@ Differences from ActiveMQ, and why:
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import threading
@@ -51,6 +52,8 @@ COMPLAINT_EVERY_S = 30.0
 #: During that wait, how often to check that the file we locked is still the lock file.
 STALE_WAIT_CHECK_S = 0.02
 MIN_PROBE_TIMEOUT_S = 10.0
+#: The probe's running time is counted in slices this long (see _probe_within).
+PROBE_SLICE_S = 0.25
 #: The fence trusts an unchanged stat of the epoch file only once its ctime is this old (see check_fence).
 FENCE_STAT_SETTLE_S = 1.0
 
@@ -104,6 +107,35 @@ def _journal_epoch(directory: str) -> int:
     except Exception:  # the store reports damage itself; the lock only wants a floor
         return 0
     return 0
+
+
+class _Inconclusive(Exception):
+    """The keep-alive probe could not even start (no descriptor left): it proves neither way."""
+
+
+async def _probe_within(probe: Callable[[], Optional[str]], timeout_s: float) -> Optional[str]:
+    """Run ``probe`` in a daemon thread; give up after ``timeout_s`` seconds of *running* time.
+
+    A hung store (a hard-mounted NFS share that stopped answering) must count
+    as a lost lock. But when the whole process was frozen (SIGSTOP, a paused
+    VM) while the probe ran, the wall clock moved and the probe did not: the
+    time the event loop stood still is not held against the probe, so a master
+    that kept its lock does not die of the freeze (its lease doubts itself
+    meanwhile, see MasterTerm.serving).
+    """
+    future = _in_daemon_thread(probe)
+    ran = 0.0
+    last = time.monotonic()
+    while True:
+        done, _ = await asyncio.wait({future}, timeout=PROBE_SLICE_S)
+        if done:
+            return future.result()
+        now = time.monotonic()
+        ran += min(now - last, PROBE_SLICE_S)  # a slice that took far longer was a freeze, not the probe
+        last = now
+        if ran >= timeout_s:
+            future.cancel()
+            return "the keep-alive probe did not finish within %.0f s (storage hung?)" % timeout_s
 
 
 def _describe(holder: Optional[Dict[str, Any]]) -> str:
@@ -275,7 +307,12 @@ class SharedFileLease(MasterLease):
         with self._fd_lock:
             if self.fd is None:
                 return "the lock was released"
-            fd = os.dup(self.fd)
+            try:
+                fd = os.dup(self.fd)
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE):
+                    raise _Inconclusive(exc) from None
+                raise
         try:
             return lockfile.keep_alive_problem(fd, self._dir, self.epoch, self._record_bytes, self._epoch_bytes)
         finally:
@@ -296,9 +333,13 @@ class SharedFileLease(MasterLease):
                 return
             started = time.monotonic()
             try:
-                problem = await asyncio.wait_for(_in_daemon_thread(self.probe), timeout)
-            except asyncio.TimeoutError:
-                problem = "the keep-alive probe did not finish within %.0f s (storage hung?)" % timeout
+                problem = await _probe_within(self.probe, timeout)
+            except _Inconclusive as exc:  # out of descriptors: proves nothing either way; try again soon
+                log.warning("the keep-alive probe of %s could not run (%s); not serving until one does",
+                            self._dir, exc)
+                self._valid_until = min(self._valid_until, started)
+                await asyncio.sleep(min(self.keep_alive_period_s, 0.1))
+                continue
             except Exception as exc:  # any unexpected failure of the check is a lost lock, never ignored
                 problem = "the keep-alive probe failed: %r" % (exc,)
             if problem is not None and self.fd is not None:
