@@ -6,8 +6,8 @@ client keeps enough state to repair both:
 
 * every SEND carries a client-made ``message-id`` and asks for a RECEIPT; a
   persistent SEND not yet receipted when the connection drops is written again
-  on the next master with the same id, and the broker's duplicate audit keeps
-  it from being enqueued twice;
+  on the next master with the same id in ``_AMQ_DUPL_ID``, and the broker's
+  per-destination duplicate audit keeps it from being enqueued twice;
 * every subscription (durable ones included) is replayed after a reconnect;
 * work whose outcome cannot be known -- an open transaction, a non-persistent
   send -- is reported to the caller as an exception, never dropped silently.
@@ -46,6 +46,7 @@ from hamq.client.errors import (
 from hamq.client.tracker import FailoverTracker, Pending
 from hamq.client.url import BrokerURI, FailoverURL, parse_url, pass_limit, reconnect_delays
 from hamq.stomp.codec import Frame, FrameDecoder, ProtocolError, encode_frame
+from hamq.stomp.headers import DUPLICATE_ID
 
 log = logging.getLogger("hamq.client")
 
@@ -146,7 +147,7 @@ class _Refused(Exception):
 
 #: SEND headers the client sets itself; a caller's copy would break resend bookkeeping.
 _OWN_SEND_HEADERS = frozenset(
-    {"destination", "message-id", "content-length", "persistent", "transaction", "receipt"}
+    {"destination", "message-id", DUPLICATE_ID, "content-length", "persistent", "transaction", "receipt"}
 )
 
 _CLOSED = object()  # queue sentinel: wakes receive() on close or failure
@@ -298,7 +299,13 @@ class FailoverClient:
             mid = message_id or f"{self._id_prefix}:{n}"
             frame_headers = {k: str(v) for k, v in (headers or {}).items() if k not in _OWN_SEND_HEADERS}
             frame_headers.update(
-                {"destination": destination, "message-id": mid, "content-length": str(len(body))}
+                {
+                    "destination": destination,
+                    "message-id": mid,
+                    # The broker stores a resend of this frame once (per destination).
+                    DUPLICATE_ID: mid,
+                    "content-length": str(len(body)),
+                }
             )
             if persistent:
                 frame_headers["persistent"] = "true"
