@@ -1,5 +1,6 @@
 """Property-based tests of the STOMP codec: round trips, arbitrary chunking, garbage input."""
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -76,3 +77,17 @@ def test_oversized_frame_is_refused_whatever_the_chunking(chunk):
             raised = exc
             break
     assert raised is not None and "maxFrameSize" in raised.message
+
+
+@pytest.mark.parametrize(
+    "key, version",
+    [("content-length\r", "1.1"), ("content-length\r", "1.0"), ("content-length:9", "1.0"), ("content-length\n", "1.0")],
+)
+def test_a_header_name_a_version_cannot_carry_never_becomes_another_header(key, version):
+    """A 1.2 producer's escaped name must not reach a 1.0/1.1 reader as a second content-length."""
+    frame = Frame("MESSAGE", [("destination", "/queue/a"), (key, "1"), ("content-length", "11")], b"hello-world")
+    decoder = FrameDecoder(version)
+    decoder.feed(encode_frame(frame, version))
+    (got,) = [f for f in decoder if f is not HEARTBEAT]
+    assert got.body == b"hello-world"
+    assert [k for k, _ in got.headers].count("content-length") == 1
