@@ -155,12 +155,30 @@ def unescape_header(raw: str, version: str) -> str:
     return "".join(out)
 
 
+#: Characters a header *name* cannot carry in a version without turning into another name.
+_UNREPRESENTABLE_KEY_CHARS = {"1.0": ("\n", "\r", ":"), "1.1": ("\r",)}
+
+
+def representable_key(key: str, version: str) -> bool:
+    """Whether ``key`` reaches a ``version`` reader as the same name.
+
+    A 1.2 producer may send the escaped name ``content-length\\r``; dropping
+    the CR for a 1.1 reader would make it a second ``content-length`` ahead of
+    the broker's own, and the reader would cut the body wrong. Values may be
+    substituted (see escape_header); a name that cannot be carried is left out.
+    """
+    bad = _UNREPRESENTABLE_KEY_CHARS.get(version)
+    return not bad or not any(ch in key for ch in bad)
+
+
 def encode_frame(frame: Frame, version: str = "1.2") -> bytes:
     """Serialise ``frame``; adds ``content-length`` when the body holds a NUL byte."""
     escape = frame.command not in _UNESCAPED_COMMANDS
     lines = [frame.command]
     has_length = False
     for key, value in frame.headers:
+        if escape and not representable_key(key, version):
+            continue
         if key == "content-length":
             has_length = True
         if escape:
