@@ -156,3 +156,13 @@ def test_a_stomp_10_consumer_gets_a_message_whose_header_holds_a_newline(tmp_pat
     assert len(frames) == 1
     raw = frames[0].encode("1.0") if hasattr(frames[0], "encode") else encode_frame(frames[0], "1.0")
     assert raw.count(b"\n\n") >= 1 and b"line1" in raw
+
+
+@pytest.mark.parametrize("version,key", [("1.1", "content-length\r"), ("1.0", "content-length\r"), ("1.0", "content-length:1")])
+def test_a_header_name_a_version_cannot_carry_never_forges_the_message_frames_length(version, key):
+    message = Message("ID:1", "/queue/a", [(key, "1")], b"hello-world")
+    decoder = FrameDecoder(version, 1 << 20, 100, 1 << 16)
+    decoder.feed(MessageFrame([("subscription", "s")], message).encode(version))
+    got = decoder.next_event()
+    assert got.body == b"hello-world"
+    assert [k for k, _ in got.headers].count("content-length") == 1
