@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Tuple
 
-from hamq.stomp.codec import Frame, escape_header
+from hamq.stomp.codec import Frame, header_lines
 
 #: Client headers that describe the frame, not the message; never stored or forwarded.
 FRAME_ONLY_HEADERS = frozenset(
@@ -96,9 +96,7 @@ class Message:
             cache = self._encoded = {}
         data = cache.get(version)
         if data is None:
-            data = "".join(
-                f"{escape_header(k, version)}:{escape_header(v, version)}\n" for k, v in self.headers
-            ).encode("utf-8")
+            data = header_lines(self.headers, version).encode("utf-8")
             cache[version] = data
         return data
 
@@ -121,9 +119,7 @@ class MessageFrame(Frame):
         self.delivery_headers = delivery_headers
 
     def encode(self, version: str) -> bytes:
-        head = "".join(
-            f"{escape_header(k, version)}:{escape_header(v, version)}\n" for k, v in self.delivery_headers
-        )
+        head = header_lines(self.delivery_headers, version)
         return b"".join((
             b"MESSAGE\n",
             head.encode("utf-8"),

@@ -171,6 +171,15 @@ def representable_key(key: str, version: str) -> bool:
     return not bad or not any(ch in key for ch in bad)
 
 
+def header_lines(headers, version: str) -> str:
+    """``key:value\\n`` lines for ``version``, escaped, without the names it cannot carry."""
+    return "".join(
+        f"{escape_header(k, version)}:{escape_header(v, version)}\n"
+        for k, v in headers
+        if representable_key(k, version)
+    )
+
+
 def encode_frame(frame: Frame, version: str = "1.2") -> bytes:
     """Serialise ``frame``; adds ``content-length`` when the body holds a NUL byte."""
     escape = frame.command not in _UNESCAPED_COMMANDS
