@@ -9,10 +9,12 @@
 #           collection the shipped content uses is a galaxy.yml dependency the pinned ansible meets
 #   clone   a copy of the working tree's files (as a fresh clone has them, no .ansible/, HOME
 #           empty): ansible-playbook site.yml resolves hamq.cluster.* through ansible.cfg alone
+#   argspecs  every role's argument validation accepts its own defaults and the documented
+#           structured values (tests/argument_specs.yml on localhost, validation tasks only)
 #   units   the module and filter unit tests (plain pytest)
 #   scenarios  a bare `molecule list` from the repo root (MOLECULE_GLOB unset) finds every
 #           Docker scenario through extensions/molecule, without the "should migrate" warning
-# Usage: tests/ansible_checks.sh [--link] [lint|sanity|build|clone|units|scenarios ...]   (default: all)
+# Usage: tests/ansible_checks.sh [--link] [lint|sanity|build|clone|argspecs|units|scenarios ...]   (default: all)
 # --link only creates .ansible/collections/ansible_collections/hamq/cluster -> the checkout, which
 # the molecule scenarios' ANSIBLE_COLLECTIONS_PATH names; ansible-playbook from a checkout does not
 # need it (ansible.cfg: collections_path = ./collections, the committed link).
@@ -236,6 +238,17 @@ clone() {
          "site.yml, failover_drill.yml, rolling_restart.yml (--syntax-check, --list-tasks)"
 }
 
+argspecs() {
+    step "role argument specs accept the roles' defaults"
+    local out
+    out=$(cd "$ROOT" && ansible-playbook -i localhost, tests/argument_specs.yml --tags __none__ 2>&1) \
+        || { echo "$out"; echo "argspecs: a role's argument validation fails on its own defaults" >&2; return 1; }
+    local n
+    n=$(grep -c "Validating arguments against arg spec" <<<"$out" || true)
+    [ "$n" -ge 4 ] || { echo "$out"; echo "argspecs: expected 4 validation tasks, saw $n" >&2; return 1; }
+    echo "$n roles validated"
+}
+
 units() {
     step "unit tests of the module and the filter"
     (cd "$ROOT" && "$VENV/bin/pytest" -q -p no:cacheprovider tests/unit/plugins)
@@ -265,11 +278,11 @@ if [ "${1:-}" = "--link" ]; then
 fi
 link
 steps=("$@")
-[ ${#steps[@]} -eq 0 ] && steps=(lint sanity build clone units scenarios)
+[ ${#steps[@]} -eq 0 ] && steps=(lint sanity build clone argspecs units scenarios)
 for s in "${steps[@]}"; do
     case "$s" in
-        lint|sanity|build|clone|units|scenarios) "$s" ;;
-        *) echo "unknown step '$s'. Fix: use lint, sanity, build, clone, units or scenarios" >&2; exit 2 ;;
+        lint|sanity|build|clone|argspecs|units|scenarios) "$s" ;;
+        *) echo "unknown step '$s'. Fix: use lint, sanity, build, clone, argspecs, units or scenarios" >&2; exit 2 ;;
     esac
 done
 echo "ansible checks passed: ${steps[*]}"
