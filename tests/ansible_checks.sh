@@ -6,7 +6,8 @@
 #           module_utils links resolve, every shipped playbook passes --syntax-check,
 #           hamq.cluster.site / failover_drill / rolling_restart --syntax-check and --list-tasks,
 #           the tarball holds no development link or lab playbook, one license, and every
-#           collection the shipped content uses is a galaxy.yml dependency the pinned ansible meets
+#           collection the shipped content uses is a galaxy.yml dependency the pinned ansible meets;
+#           real runs there: shared_lock probe, failover_url, the broker role's wheel build
 #   clone   a copy of the working tree's files (as a fresh clone has them, no .ansible/, HOME
 #           empty): ansible-playbook site.yml resolves hamq.cluster.* through ansible.cfg alone
 #   argspecs  every role's argument validation accepts its own defaults and the documented
@@ -199,6 +200,39 @@ YAML
         || { cat "$run/site.tasks"; echo "build: site --list-tasks shows no broker role task" >&2; return 1; }
     echo "installed: every playbook passes --syntax-check; site, failover_drill, rolling_restart --list-tasks" \
          "($(grep -c ' : ' "$run/site.tasks") role tasks in site)"
+    # Real runs on the controller from the installed collection: the module (through its
+    # module_utils links) and the filter execute, and the broker role's wheel build finds the
+    # bundled source and makes the same wheel as the checkout.
+    mkdir -p "$run/share"
+    (cd "$run" && ANSIBLE_CONFIG="$run/ansible.cfg" ANSIBLE_COLLECTIONS_PATH="$out/install" \
+        ansible localhost -m hamq.cluster.shared_lock -a "path=$run/share action=probe" -o) >"$run/module.log" 2>&1 \
+        && grep -q '"lock_available": true' "$run/module.log" \
+        || { cat "$run/module.log"; echo "build: hamq.cluster.shared_lock does not run from the installed collection" >&2; return 1; }
+    (cd "$run" && ANSIBLE_CONFIG="$run/ansible.cfg" ANSIBLE_COLLECTIONS_PATH="$out/install" \
+        ansible -i inventory localhost -m ansible.builtin.debug \
+        -a "msg={{ groups['brokers'] | hamq.cluster.failover_url(hostvars) }}" -o) >"$run/filter.log" 2>&1 \
+        && grep -q 'failover:(tcp://192.0.2.11:61613,tcp://192.0.2.12:61613)' "$run/filter.log" \
+        || { cat "$run/filter.log"; echo "build: hamq.cluster.failover_url does not run from the installed collection" >&2; return 1; }
+    local installed="$out/install/ansible_collections/hamq/cluster" from_installed from_checkout
+    from_installed=$("$PY" "$installed/roles/broker/files/build_wheel.py" --source "$installed" --dest "$run/wheel-installed") \
+        || { echo "build: the broker role cannot build its wheel from the installed collection" >&2; return 1; }
+    from_checkout=$("$PY" "$ROOT/roles/broker/files/build_wheel.py" --source "$ROOT" --dest "$run/wheel-checkout")
+    "$PY" - "$from_installed" "$from_checkout" "$installed" <<'PYEOF'
+"""The same wheel from both, and one version: galaxy.yml, pyproject.toml and hamq.__version__."""
+import json, pathlib, re, sys
+a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+installed = pathlib.Path(sys.argv[3])
+if a["sha256"] != b["sha256"]:
+    sys.exit(f"build: the installed collection's wheel {a['path']} differs from the checkout's {b['path']}: "
+             "a file of src/ is missing from the tarball. Fix: check build_ignore in galaxy.yml")
+galaxy = json.loads((installed / "MANIFEST.json").read_text())["collection_info"]["version"]
+code = re.search(r'__version__ = "([^"]+)"', (installed / "src/hamq/__init__.py").read_text()).group(1)
+wheel = re.search(r"hamq-([^-]+)-py3", a["path"]).group(1)
+if not galaxy == code == wheel:
+    sys.exit(f"build: versions disagree: galaxy.yml {galaxy}, hamq.__version__ {code}, wheel {wheel}. "
+             "Fix: release them together")
+print(f"installed: shared_lock and failover_url run; the broker wheel hamq-{wheel} is the checkout's (sha256 {a['sha256'][:12]})")
+PYEOF
 }
 
 # A plain clone: nothing in .ansible/, an empty HOME, no ANSIBLE_* variables; ansible.cfg
