@@ -1,10 +1,12 @@
 # hamq: the two commands of the README, and what CI runs.
 #
-#   make lab          venv, lab images and containers, site.yml, the failover drill
+#   make lab          prerequisites, venv, lab images and containers, site.yml, the failover drill
 #   make test         everything CI runs (.ci/run calls exactly this)
 #   make lab-destroy  remove the lab's containers, network and shared directory
 #
-# Every target works on a fresh clone: the venv comes from requirements.txt.
+# Every target works on a fresh clone: `lab` and `test` first install what the
+# machine lacks (.ci/prerequisites.sh, the same step as .ci/run: Python 3.11,
+# make, mmdebstrap, Docker and a running daemon), the venv comes from requirements.txt.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -26,8 +28,9 @@ export PY_COLORS ?= 0
 LAB_INVENTORY ?= inventories/lab
 COLLECTION_LINK := .ansible/collections/ansible_collections/hamq/cluster
 TIMED := lab/timed.sh
+PREREQUISITES := .ci/prerequisites.sh
 
-.PHONY: help venv link images lab lab-up lab-site lab-drill lab-verify lab-destroy \
+.PHONY: help prerequisites venv link images lab lab-up lab-site lab-drill lab-verify lab-destroy \
         test ruff pytest ansible-checks molecule clean
 
 help:
@@ -36,8 +39,14 @@ help:
 	@echo "make lab-verify   check the running lab (one master, slaves, shared store, lock holder, drill report)"
 	@echo "make lab-destroy  remove the lab"
 	@echo "make venv         create $(VENV) from requirements.txt"
+	@echo "make prerequisites  install what lab and test need (apt: python3, make, mmdebstrap, docker.io)"
 
 # --- environment -----------------------------------------------------------
+
+# .ci/run does this step itself (as its own timed part) and says so.
+prerequisites:
+	@if [ -n "$${HAMQ_PREREQUISITES_DONE:-}" ]; then echo "== prerequisites: done by .ci/run"; \
+	else $(PREREQUISITES); fi
 
 venv: $(VENV)/.installed
 
@@ -52,7 +61,10 @@ $(VENV)/.installed: requirements.txt pyproject.toml lab/venv/hamq_molecule_glob.
 	$(BIN)/python -c 'import shutil, sysconfig; shutil.copy("lab/venv/hamq_molecule_glob.pth", sysconfig.get_paths()["purelib"])'
 	@touch $@
 
-# The checkout itself is the hamq.cluster collection (ansible.cfg looks here).
+# The checkout itself is the hamq.cluster collection: the committed link
+# collections/ansible_collections/hamq/cluster -> ../../.. is on ansible.cfg's
+# collections_path, so ansible-playbook needs nothing here.  The molecule
+# scenarios set ANSIBLE_COLLECTIONS_PATH to .ansible/collections, which this makes.
 link:
 	@mkdir -p $(dir $(COLLECTION_LINK))
 	@ln -sfn ../../../.. $(COLLECTION_LINK)
@@ -62,8 +74,11 @@ images:
 
 # --- the lab -----------------------------------------------------------------
 
-lab: venv link
-	@$(TIMED) --reset; rc=0; \
+lab:
+	@$(TIMED) --reset
+	@$(TIMED) "prerequisites (apt, docker)" $(MAKE) --no-print-directory prerequisites
+	@$(MAKE) --no-print-directory venv
+	@rc=0; \
 	$(TIMED) "lab: images and containers" $(MAKE) --no-print-directory lab-up || rc=1; \
 	[ $$rc = 1 ] || $(TIMED) "lab: site.yml" $(MAKE) --no-print-directory lab-site || rc=1; \
 	[ $$rc = 1 ] || $(TIMED) "lab: failover drill" $(MAKE) --no-print-directory lab-drill || rc=1; \
@@ -72,11 +87,11 @@ lab: venv link
 lab-up: venv
 	$(BIN)/ansible-playbook -i $(LAB_INVENTORY) playbooks/lab.yml
 
-lab-site: venv link
+lab-site: venv
 	$(BIN)/ansible-playbook -i $(LAB_INVENTORY) site.yml
 
 # The lab can hard-stop a whole host: docker kill the master's container.
-lab-drill: venv link
+lab-drill: venv
 	$(BIN)/ansible-playbook -i $(LAB_INVENTORY) playbooks/failover_drill.yml \
 	  -e drill_kill_method=host_stop \
 	  -e 'drill_host_stop_command="docker kill {host}"' \
@@ -99,8 +114,11 @@ lab-destroy: venv
 # (real NFSv4 and GFS2 kernels under qemu, about 11 minutes on a quiet 2-core
 # host) is part of it; `make test VM_LAB=0` leaves it out for a quick local run.
 VM_LAB ?= 1
-test: venv link
-	@$(TIMED) --reset; rc=0; \
+test:
+	@$(TIMED) --reset
+	@$(TIMED) "prerequisites (apt, docker)" $(MAKE) --no-print-directory prerequisites
+	@$(MAKE) --no-print-directory venv link
+	@rc=0; \
 	$(TIMED) "ruff" $(MAKE) --no-print-directory ruff || rc=1; \
 	$(TIMED) "pytest (unit + integration)" $(MAKE) --no-print-directory pytest || rc=1; \
 	$(TIMED) "ansible-lint, ansible-test sanity, collection build" $(MAKE) --no-print-directory ansible-checks || rc=1; \
@@ -119,7 +137,7 @@ ruff: venv
 pytest: venv
 	$(BIN)/pytest tests/unit tests/integration tests/faults benchmarks/tests
 
-ansible-checks: venv link
+ansible-checks: venv
 	@test -f tests/ansible_checks.sh || { echo "tests/ansible_checks.sh is missing (the collection's lint + sanity + build script)"; exit 1; }
 	bash tests/ansible_checks.sh
 

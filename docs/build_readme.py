@@ -20,6 +20,8 @@ CONTENTS = """## Contents
 - [The failover drill report](#the-failover-drill-report)
 - [Benchmarks](#benchmarks-hamq-next-to-activemq-classic-and-coilmq)
 - [The VM lab: NFSv4 and GFS2 on a real kernel](#the-vm-lab-nfsv4-and-gfs2-on-a-real-kernel)
+- Deploying to your own hosts, and the troubleshooting runbook: [docs/deploying.md](docs/deploying.md)
+- Variables reference (generated): [docs/variables.md](docs/variables.md)
 - Internals: [docs/internals.md](docs/internals.md)
 """
 LINKS = {
