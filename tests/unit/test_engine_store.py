@@ -183,6 +183,36 @@ def test_commit_stores_sends_and_acks_in_one_batch(store_dir):
     assert h.broker.queues["in"].depth == 0 and h.broker.queues["out"].depth == 1
 
 
+@pytest.mark.parametrize("with_send", [True, False])
+def test_commit_with_a_nack_stores_its_dead_letter_move_in_the_same_batch(store_dir, with_send):
+    """A kill between two batches of one COMMIT must not leave the acks applied and the sends missing."""
+    h = harness(store_dir)
+    h.connect("c")
+    h.send("c", "SUBSCRIBE", destination="/queue/in", id="s", ack="client-individual")
+    for body in (b"m1", b"m2"):
+        h.send("c", "SEND", body, destination="/queue/in", persistent="true")
+    m1, m2 = h.take("c")
+    lsn_before = h.broker.store.written_lsn
+    h.send("c", "BEGIN", transaction="t")
+    h.send("c", "ACK", id=m1.get("ack"), transaction="t")
+    h.send("c", "NACK", id=m2.get("ack"), transaction="t")
+    if with_send:
+        h.send("c", "SEND", b"s1", destination="/queue/out", persistent="true", transaction="t")
+    h.send("c", "COMMIT", transaction="t", receipt="c")
+    assert [f.get("receipt-id") for f in h.take("c") if f.command == "RECEIPT"] == ["c"]
+    assert h.broker.store.written_lsn == lsn_before + 1
+    h = restart(h, store_dir)
+    assert h.broker.queues["in"].depth == 0 and h.broker.queues["ActiveMQ.DLQ"].depth == 1
+    if with_send:
+        assert h.broker.queues["out"].depth == 1
+    h.connect("d")
+    h.send("d", "SUBSCRIBE", destination="/queue/ActiveMQ.DLQ", id="x", ack="client-individual")
+    (dead,) = h.take("d")
+    h.send("d", "ACK", id=dead.get("ack"), receipt="r")
+    h = restart(h, store_dir)
+    assert h.broker.queues["ActiveMQ.DLQ"].depth == 0  # the moved copy got a real seq: its ack sticks
+
+
 def test_a_damaged_stored_message_is_skipped_not_delivered(store_dir):
     h = harness(store_dir)
     h.connect("p")
