@@ -612,15 +612,24 @@ class Broker:
         prepared = self._prepare(conn, tx.sends) if tx.sends else None
         del conn.transactions[tx.id]
         lsn = 0
-        # Acks next: their store ops then ride in the same batch as the sends.
+        # Acks next: their store ops (and the dead-letter moves of NACKs) then
+        # ride in the same batch as the sends: a COMMIT is one batch or nothing.
+        dead: List[Tuple[List, Message]] = []
         for command, ack in tx.acks:
             try:
                 sub, ack_id = self._resolve_ack(conn, ack)
             except StompError:
                 continue  # acked or redelivered since; nothing left to do
-            lsn = max(lsn, self._apply_ack(conn, sub, ack_id, command == "NACK"))
+            lsn = max(lsn, self._apply_ack(conn, sub, ack_id, command == "NACK", dead))
+        moves = [op for ops, _ in dead for op in ops]
         if prepared is not None:
-            lsn = max(lsn, self._place(prepared))
+            lsn = max(lsn, self._place(prepared, extra=moves))
+        elif moves:
+            lsn = max(lsn, self.durability.append(moves))
+        if dead:
+            seqs = self.store.last_seqs  # one AddMessage per move, the batch's last ones
+            for (_, moved), seq in zip(dead, seqs[len(seqs) - len(dead):]):
+                moved.seq = seq
         self._receipt(conn, frame, after_lsn=lsn, flush=True)
 
     def _on_abort(self, conn: ClientConnection, frame: Frame) -> None:
@@ -1003,8 +1012,12 @@ class Broker:
         if message.key is not None:
             self.durability.defer(Ack(message.key, message.seq))
 
-    def _apply_ack(self, conn: ClientConnection, sub: Subscription, ack_id: str, nack: bool) -> int:
-        """ACK (cumulative in client mode) or NACK one delivery; returns an lsn to wait for."""
+    def _apply_ack(self, conn: ClientConnection, sub: Subscription, ack_id: str, nack: bool,
+                   dead: Optional[List[Tuple[List, Message]]] = None) -> int:
+        """ACK (cumulative in client mode) or NACK one delivery; returns an lsn to wait for.
+
+        ``dead``: collect dead-letter moves there for the caller's batch instead of writing them.
+        """
         lsn = 0
         ack_ids = [ack_id] if nack else sub.acked_by(ack_id)
         queue = sub.queue
@@ -1015,7 +1028,7 @@ class Broker:
                 continue
             queue.inflight -= 1
             if nack:
-                lsn = max(lsn, self._dead_letter(queue, message, "NACK"))
+                lsn = max(lsn, self._dead_letter(queue, message, "NACK", dead))
             else:
                 queue.dequeued += 1
                 if message.key is not None:
@@ -1023,8 +1036,13 @@ class Broker:
         self._mark_dirty(queue)
         return lsn
 
-    def _dead_letter(self, queue: MessageQueue, message: Message, cause: str) -> int:
-        """Move a message to the DLQ (ActiveMQ's POISON_ACK); returns the lsn of the move."""
+    def _dead_letter(self, queue: MessageQueue, message: Message, cause: str,
+                     dead: Optional[List[Tuple[List, Message]]] = None) -> int:
+        """Move a message to the DLQ (ActiveMQ's POISON_ACK); returns the lsn of the move.
+
+        With ``dead`` the move's ops and copy are handed to the caller, who writes
+        them in its own batch and sets the copy's seq (a COMMIT's NACKs).
+        """
         queue.dequeued += 1
         dlq = self._queue(self.dlq_name)
         headers = [(k, v) for k, v in message.headers if k not in ("original-destination", "dlqDeliveryFailureCause")]
@@ -1037,9 +1055,12 @@ class Broker:
             ops = [AddMessage(dlq.key, message.message_id, headers, message.body)]
             if message.key is not None:
                 ops.append(Ack(message.key, message.seq))
-            lsn = self.durability.append(ops)
             moved.key = dlq.key
-            moved.seq = self.store.last_seqs[0]
+            if dead is not None:
+                dead.append((ops, moved))
+            else:
+                lsn = self.durability.append(ops)
+                moved.seq = self.store.last_seqs[0]
         log.info("message %s from %s moved to %s: %s", message.message_id, message.destination, self.dlq_name, cause)
         dlq.add(moved)
         self._mark_dirty(dlq)
