@@ -556,3 +556,99 @@ def test_a_lock_file_replaced_by_a_directory_is_a_clear_error(tmp_path):
             await _locker(tmp_path, "b1").acquire()
 
     asyncio.run(main())
+
+
+# --- lock and epoch files that are not what they should be (found by an adversarial review) ---
+
+def _bounded(coro, seconds=10):
+    """Run ``coro``; a hang (a blocking open of a FIFO) fails the test instead of the whole run."""
+    async def main():
+        return await asyncio.wait_for(coro, seconds)
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink loop"])
+def test_a_lock_file_that_is_not_a_regular_file_is_a_clear_error(tmp_path, kind):
+    path = lockfile.lock_path(str(tmp_path))
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        os.symlink(path, path)
+    with pytest.raises(LockerError, match=r"lock file .* (FIFO|symbolic link).*Fix: remove it"):
+        _bounded(_locker(tmp_path, "b1").acquire())
+    assert lockfile.read_holder(str(tmp_path)) is not None  # readable for diagnosis, and no hang
+
+
+def test_a_waiting_slave_outlives_a_lock_file_replaced_by_a_fifo_and_takes_over_once_fixed(tmp_path):
+    async def main():
+        first = await _locker(tmp_path, "b1").acquire()
+        slave = asyncio.ensure_future(_locker(tmp_path, "b2").acquire())
+        await asyncio.sleep(0.1)
+        path = lockfile.lock_path(str(tmp_path))
+        os.unlink(path)
+        os.mkfifo(path)
+        first.release()
+        await asyncio.sleep(0.3)
+        assert not slave.done()  # still waiting as a slave, not dead with a traceback
+        os.unlink(path)  # the operator's fix
+        lease = await asyncio.wait_for(slave, 10)
+        assert lease.epoch == 2
+        lease.release()
+
+    _bounded(main(), 20)
+
+
+@pytest.mark.parametrize("content", ["fifo", b"18446744073709551615\n", "symlink loop"])
+def test_a_damaged_epoch_file_is_rebuilt_from_the_lock_record_and_the_journal(tmp_path, content):
+    async def main():
+        first = await _locker(tmp_path, "b1").acquire()
+        first.release()
+        path = lockfile.epoch_path(str(tmp_path))
+        os.unlink(path)
+        if content == "fifo":
+            os.mkfifo(path)
+        elif content == "symlink loop":
+            os.symlink(path, path)
+        else:
+            with open(path, "wb") as f:
+                f.write(content)
+        lease = await _locker(tmp_path, "b2").acquire()
+        assert lease.epoch == 2
+        assert lockfile.read_epoch(str(tmp_path)) == 2
+        lease.check_fence()
+        lease.release()
+
+    _bounded(main())
+
+
+def test_a_master_whose_epoch_file_becomes_a_fifo_is_fenced_without_hanging(tmp_path):
+    async def main():
+        lease = await _locker(tmp_path, "b1").acquire()
+        path = lockfile.epoch_path(str(tmp_path))
+        os.unlink(path)
+        os.mkfifo(path)
+        with pytest.raises(StoreFenced):
+            lease.check_fence()
+        assert lockfile.keep_alive_problem(lease.fd, str(tmp_path), lease.epoch, b"x") is not None
+        lease.release()
+
+    _bounded(main())
+
+
+@pytest.mark.parametrize("failing", ["fsync", "replace"])
+def test_an_io_error_while_becoming_master_is_retried_and_leaves_no_temp_file(tmp_path, monkeypatch, failing, caplog):
+    real = {"fsync": os.fsync, "replace": os.replace}[failing]
+    calls = []
+
+    def flaky(*args):
+        calls.append(args)
+        if len(calls) == 1:
+            raise OSError(28 if failing == "fsync" else 5, "injected")
+        return real(*args)
+
+    monkeypatch.setattr(lockfile.os, failing, flaky)
+    lease = _bounded(_locker(tmp_path, "b1").acquire(), 20)
+    assert lease.epoch >= 1
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+    assert any("becoming master" in r.getMessage() and "Fix:" in r.getMessage() for r in caplog.records)
+    lease.release()
