@@ -38,11 +38,15 @@ import binascii
 import errno
 import fcntl
 import json
+import logging
 import os
 import socket
+import stat
 import struct
 import time
 from typing import Any, Dict, Optional
+
+_log = logging.getLogger("hamq.ha")
 
 LOCK_NAME = "lock"
 EPOCH_NAME = "epoch"
@@ -62,6 +66,8 @@ _FLOCK = struct.Struct("hhqqi0q")
 _BUSY = (errno.EAGAIN, errno.EACCES)
 
 MAX_RECORD_BYTES = 4096
+#: The journal stores epochs as unsigned 64-bit numbers; a bigger one in the epoch file is damage.
+MAX_EPOCH = 2**63 - 1
 
 
 class LockFileError(Exception):
@@ -81,13 +87,58 @@ def _flock_bytes(lock_type: int) -> bytes:
     return _FLOCK.pack(lock_type, os.SEEK_SET, 0, 0, 0)
 
 
+class NotARegularFile(OSError):
+    """The lock or epoch path names a FIFO, socket, device or symlink loop: reading it would hang or fail."""
+
+    def __init__(self, path: str, kind: str, code: int = errno.EINVAL):
+        super().__init__(code, "%s is %s" % (path, kind))
+        self.kind = kind
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def _open_regular(path: str, flags: int) -> int:
+    """``os.open`` that never blocks on a FIFO and refuses anything but a regular file or a directory.
+
+    A directory is let through (IsADirectoryError comes from the read), so
+    callers keep their own "is a directory" message.
+    """
+    try:
+        fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotARegularFile(path, "a symbolic link loop", errno.ELOOP) from None
+        raise
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISDIR(mode):
+        os.close(fd)
+        raise IsADirectoryError(errno.EISDIR, "%s is a directory" % path)
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise NotARegularFile(path, _kind(mode))
+    return fd
+
+
 def _open_lock_file(path: str) -> int:
     try:
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        return _open_regular(path, os.O_RDWR | os.O_CREAT)
     except IsADirectoryError:
         raise LockFileError(
             "the lock file %s is a directory, so no broker can lock it. Fix: remove it (rm -r %s); the next "
             "broker creates the file again" % (path, path)
+        ) from None
+    except NotARegularFile as exc:
+        raise LockFileError(
+            "the lock file %s is %s, not a regular file, so no broker can lock it. Fix: remove it (rm %s); the "
+            "next broker creates the file again" % (path, exc.kind, path)
         ) from None
     except FileNotFoundError:
         raise LockFileError(
@@ -199,8 +250,8 @@ def is_locked(path: str) -> bool:
     another descriptor of this same process.
     """
     try:
-        fd = os.open(os.fspath(path), os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+        fd = _open_regular(os.fspath(path), os.O_RDONLY)
+    except (FileNotFoundError, IsADirectoryError, NotARegularFile):
         return False
     try:
         raw = fcntl.fcntl(fd, F_OFD_GETLK, _flock_bytes(fcntl.F_WRLCK))
@@ -227,10 +278,15 @@ def read_holder(directory: str) -> Optional[Dict[str, Any]]:
     rather than an exception, so a damaged file can still be diagnosed.
     """
     try:
-        with open(lock_path(directory), "rb") as f:
-            data = f.read(MAX_RECORD_BYTES)
+        fd = _open_regular(lock_path(directory), os.O_RDONLY)
     except FileNotFoundError:
         return None
+    except (IsADirectoryError, NotARegularFile) as exc:
+        return {"unreadable": "the lock file is %s, not a regular file" % getattr(exc, "kind", "a directory")}
+    try:
+        data = os.pread(fd, MAX_RECORD_BYTES, 0)
+    finally:
+        os.close(fd)
     return _decode_record(data)
 
 
@@ -245,24 +301,30 @@ def read_epoch(directory: str) -> int:
     Raises OSError when the file exists but cannot be read, and ValueError when
     its first line is not a number: a fencing check must not guess.
     """
+    path = epoch_path(directory)
     try:
-        fd = os.open(epoch_path(directory), os.O_RDONLY | os.O_CLOEXEC)
+        fd = _open_regular(path, os.O_RDONLY)
     except FileNotFoundError:
         return 0
+    except NotARegularFile as exc:
+        raise ValueError("the epoch file %s is %s, not a regular file" % (path, exc.kind)) from None
     try:
         data = os.pread(fd, 64, 0)
     finally:
         os.close(fd)
     first = data.split(b"\n", 1)[0].strip()
     if not first:
-        raise ValueError("the epoch file %s is empty" % epoch_path(directory))
-    return int(first)
+        raise ValueError("the epoch file %s is empty" % path)
+    epoch = int(first)
+    if not 0 <= epoch <= MAX_EPOCH:
+        raise ValueError("the epoch file %s holds %d, outside 0..%d" % (path, epoch, MAX_EPOCH))
+    return epoch
 
 
 def read_epoch_file(directory: str) -> bytes:
     """The whole epoch file (b"" when there is none): what a master compares with what it wrote."""
     try:
-        fd = os.open(epoch_path(directory), os.O_RDONLY | os.O_CLOEXEC)
+        fd = _open_regular(epoch_path(directory), os.O_RDONLY)
     except FileNotFoundError:
         return b""
     try:
@@ -283,11 +345,18 @@ def _write_epoch(directory: str, epoch: int, record: Dict[str, Any]) -> None:
     payload = epoch_file_bytes(dict(record, epoch=epoch))
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        os.write(fd, payload)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, final)
+        try:
+            os.write(fd, payload)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)  # also replaces a FIFO or symlink left in its place
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
     _fsync_dir(os.fspath(directory))
 
 
@@ -379,12 +448,16 @@ def become_master(fd: int, directory: str, identity: Dict[str, Any], floor: int 
     """
     directory = os.fspath(directory)
     previous = read_record(fd) or {}
-    last = previous.get("epoch") if isinstance(previous.get("epoch"), int) else 0
+    last = previous.get("epoch")
+    if not isinstance(last, int) or not 0 <= last <= MAX_EPOCH:
+        last = 0  # a damaged record; the epoch file and the journal still keep us monotonic
     last = max(last, floor)
     try:
         last = max(last, read_epoch(directory))
-    except ValueError:
-        pass  # a damaged epoch file is rewritten; the record's epoch still keeps us monotonic
+    except ValueError as exc:
+        # the record's epoch and the journal's still keep us monotonic
+        _log.warning("%s; rewriting it with epoch %d (from the lock file's record and the journal)",
+                     exc, last + 1)
     except OSError as exc:
         path = epoch_path(directory)
         what = "is a directory" if os.path.isdir(path) else "cannot be read (%s)" % exc

@@ -38,6 +38,9 @@ from hamq.store.errors import StoreFenced
 
 log = logging.getLogger("hamq.ha")
 
+#: After an I/O error while becoming master (nothing promised yet), wait this long before trying again.
+RETRY_AFTER_IO_ERROR_S = 1.0
+
 #: A keep-alive probe that has not finished after this many periods counts as lost
 #: (a hard-mounted NFS share that stopped answering hangs fsync for minutes).
 PROBE_TIMEOUT_PERIODS = 5
@@ -449,6 +452,14 @@ class SharedFileLocker(Locker):
         except lockfile.LockFileError as exc:
             lockfile.unlock(fd)
             raise LockerError(str(exc)) from None
+        except OSError as exc:
+            # ENOSPC, EIO, a stale NFS handle: nothing is promised yet, so stay a slave and try again
+            lockfile.unlock(fd)
+            log.error("an I/O error while becoming master of %s: %s. This broker gave the lock up and tries again "
+                      "in %.1f s. Fix: check the shared storage (free space, dmesg, the mount)",
+                      self.directory, exc, RETRY_AFTER_IO_ERROR_S)
+            await asyncio.sleep(RETRY_AFTER_IO_ERROR_S)
+            return None
         except BaseException:
             lockfile.unlock(fd)
             raise
@@ -544,15 +555,19 @@ class SharedFileLocker(Locker):
                     future.cancel()
                     break
 
+    def _complain(self, exc: Exception) -> None:
+        """Something an operator must fix: say so (not more than every COMPLAINT_EVERY_S), keep waiting."""
+        now = time.monotonic()
+        if now - self._last_complaint >= COMPLAINT_EVERY_S:
+            self._last_complaint = now
+            log.error("%s; this broker waits as a slave until it is fixed", exc)
+
     def _probe(self) -> Optional[int]:
         """One non-blocking try: next to the blocked wait on NFS (see :func:`_on_nfs`), or as the poll."""
         try:
             return lockfile.try_lock(self.lock_path)
-        except lockfile.LockFileError as exc:  # something an operator must fix: say so, keep waiting
-            now = time.monotonic()
-            if now - self._last_complaint >= COMPLAINT_EVERY_S:
-                self._last_complaint = now
-                log.error("%s; this broker waits as a slave until it is fixed", exc)
+        except lockfile.LockFileError as exc:
+            self._complain(exc)
             return None
         except OSError as exc:  # e.g. the NFS server is away: keep trying, as Artemis does
             log.warning("cannot test the lock on %s: %s; retrying", self.lock_path, exc)
@@ -560,15 +575,18 @@ class SharedFileLocker(Locker):
 
     async def _wait(self) -> int:
         """Blocking OFD wait in a daemon thread; poll every lockAcquireSleepInterval if that is impossible."""
-        try:
-            return await self._blocking_wait()
-        except lockfile.LockFileError as exc:
-            raise LockerError(str(exc)) from None
-        except OSError as exc:
-            log.warning(
-                "a blocking lock wait on %s is not possible here (%s); polling every %.3f s instead",
-                self.lock_path, exc, self.sleep_interval_s,
-            )
+        while True:
+            try:
+                return await self._blocking_wait()
+            except lockfile.LockFileError as exc:  # e.g. the lock file was replaced by a FIFO
+                self._complain(exc)
+                await asyncio.sleep(self.sleep_interval_s)
+            except OSError as exc:
+                log.warning(
+                    "a blocking lock wait on %s is not possible here (%s); polling every %.3f s instead",
+                    self.lock_path, exc, self.sleep_interval_s,
+                )
+                break
         while True:
             await asyncio.sleep(self.sleep_interval_s)
             fd = self._probe()
