@@ -15,7 +15,6 @@ import socket
 import threading
 import time
 
-import pytest
 from test_failover import Cluster
 
 from hamq.client import BrokerError, FailoverClient
@@ -35,7 +34,6 @@ def _durables(broker) -> list:
     return [(d["clientId"], d["subscriptionName"]) for d in status["durableSubscriptions"]]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 13a: a cut-off durable UNSUBSCRIBE is reported done and never resent")
 def test_durable_unsubscribe_cut_off_by_a_failover_is_resent_on_the_next_master(hamq_broker, free_port, tmp_path):
     cluster = Cluster(hamq_broker, free_port, tmp_path, size=2)
     cluster.start_all()
@@ -71,7 +69,6 @@ def test_durable_unsubscribe_cut_off_by_a_failover_is_resent_on_the_next_master(
         assert client.reconnect_events and client.reconnect_events[-1].up_at is not None
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 13b: a poison SEND is replayed in a hot loop and send() never returns")
 def test_poison_persistent_send_fails_to_the_caller_and_is_not_replayed(hamq_broker):
     broker = hamq_broker(connector_options="maxFrameSize=4096")
     url = (f"failover:(tcp://127.0.0.1:{broker.stomp_port})"
@@ -145,7 +142,6 @@ class _CloseAfterConnected:
         self.server.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 13b: a connect that is closed at once is retried with no back-off")
 def test_reconnects_back_off_when_every_connection_is_closed_at_once():
     server = _CloseAfterConnected()
     url = (f"failover:(tcp://127.0.0.1:{server.port})"
@@ -165,7 +161,6 @@ def test_reconnects_back_off_when_every_connection_is_closed_at_once():
     assert 2 <= connects <= 20, f"{connects} connects in 3 s"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 13b: a poison SEND among others in flight hangs the load")
 def test_poison_send_among_others_in_flight_fails_alone(hamq_broker):
     window = 3
     broker = hamq_broker(connector_options="maxFrameSize=4096")
@@ -176,10 +171,14 @@ def test_poison_send_among_others_in_flight_fails_alone(hamq_broker):
     def load() -> None:
         errors = []
         for i in range(10):
-            try:
-                client.send("/queue/mixed", b"x" * 8192 if i == 4 else f"m{i}".encode(), message_id=f"m{i}")
-            except BrokerError as exc:
-                errors.append(exc)
+            while True:
+                try:
+                    client.send("/queue/mixed", b"x" * 8192 if i == 4 else f"m{i}".encode(), message_id=f"m{i}")
+                    break
+                except BrokerError as exc:  # with a window, an earlier send's error comes out here
+                    errors.append(exc)
+                    if f"message m{i} " in str(exc):
+                        break
         try:
             client.flush()
         except BrokerError as exc:
@@ -193,6 +192,6 @@ def test_poison_send_among_others_in_flight_fails_alone(hamq_broker):
         assert not worker.is_alive(), f"the load hung ({len(client.reconnect_events)} reconnects)"
         errors = outcome["errors"]
         assert len(errors) == 1 and "m4" in str(errors[0]) and "maxFrameSize" in str(errors[0]), errors
-        _wait_until(lambda: (broker.destination("mixed") or {}).get("depth") == 9, what="nine stored")
+        _wait_until(lambda: (broker.destination("mixed") or {}).get("depth") == 9, what=f"nine stored: {broker.destination('mixed')} {client.reconnect_events} {client.stats}")
     finally:
         client.close()
