@@ -12,7 +12,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 from raw_stomp import RawStomp
 
 HAMQ = [sys.executable, "-m", "hamq"]
@@ -27,7 +26,6 @@ def _send(port: int, frames) -> None:
     c.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 10: the drain counts by the broker's message-id; no identity, no unidentified row")
 def test_consume_counts_by_client_message_id_and_apart_what_it_cannot_identify(broker):
     # No _AMQ_DUPL_ID: the broker stores both copies of "app-7", as it must.
     _send(broker.stomp_port, [{"message_id": "app-7"}, {"message_id": "app-7"}, {"message_id": "app-8"}, {}])

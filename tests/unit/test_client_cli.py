@@ -47,7 +47,6 @@ def test_non_numeric_seq_is_ignored():
     assert tally.seqs == set() and tally.received == 2
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 10: the drain counts by the broker's message-id; no identity, no unidentified row")
 def test_a_message_without_producer_identity_is_counted_apart():
     tally = DrainTally()
     tally.add("ID:a:1", False, "0", 1.0)
@@ -58,7 +57,6 @@ def test_a_message_without_producer_identity_is_counted_apart():
     assert summary["deliveries"] == 3
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 10: the drain counts by the broker's message-id; no identity, no unidentified row")
 def test_identity_prefers_client_message_id_then_the_producer_sequence():
     from hamq.client.cli import producer_identity
 

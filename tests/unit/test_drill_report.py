@@ -212,7 +212,6 @@ def test_bad_input_names_the_problem_and_the_fix(tmp_path, content, problem):
         assert path.read_text(encoding="utf-8") == content  # the input is never overwritten on error
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 10: the drain counts by the broker's message-id; no identity, no unidentified row")
 def test_report_says_what_it_counted_by_and_counts_the_unidentified(lab_run, tmp_path):
     path, data = lab_run
     data["consumer"].update({"identity": "client-message-id", "unidentified": 3})
@@ -223,7 +222,6 @@ def test_report_says_what_it_counted_by_and_counts_the_unidentified(lab_run, tmp
     assert "| could not be identified (not counted above) | 3 |" in md
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 10: the drain counts by the broker's message-id; no identity, no unidentified row")
 def test_drill_summary_prints_identity_and_unidentified(tmp_path):
     summary_script = _load("drill_summary", os.path.join(ROOT, "lab", "drill_summary.py"))
     report = tmp_path / "r.json"
