@@ -229,3 +229,13 @@ def test_fatal_error_with_several_outstanding_puts_the_replay_on_probation():
     assert tracker.next_held(2) is sends[1] and tracker.probation
     # The second one kills connection 2 while alone: it is the poison.
     assert tracker.fatal_error(2) is sends[1]
+
+
+def test_a_frame_written_after_the_error_is_never_blamed_for_it():
+    tracker = FailoverTracker()
+    suspects = tracker.outstanding(1)  # an ERROR (about an ACK, say) arrives with nothing outstanding
+    later = send(tracker, 1)
+    later.written = 1
+    assert tracker.fatal_error(1, suspects) is None  # so a failover right after resends it
+    tracker.connection_lost("tcp://b1:61613")
+    assert tracker.replay(generation=2)[1] == [later]

@@ -58,6 +58,8 @@ _TICK = 0.5
 #: A connection that dies younger than this (or on a fatal ERROR) was a failed attempt:
 #: the next connect waits out the URL's back-off instead of trying again at once.
 _HEALTHY_S = 1.0
+#: An ERROR naming no receipt is taken as the reason for a close that follows within this.
+_FATAL_S = 2.0
 
 
 @dataclass
@@ -145,6 +147,9 @@ class _Connection:
     generation: int = 0
     #: The text of an ERROR that named no receipt, while nothing followed it (a fatal one closes next).
     error: Optional[str] = None
+    error_at: float = 0.0
+    #: Receipts of the frames outstanding when that ERROR arrived: the frame it is about is one of them.
+    suspects: List[str] = field(default_factory=list)
 
 
 class _Refused(Exception):
@@ -827,7 +832,8 @@ class FailoverClient:
                 ReconnectEvent(down_at=time.time(), previous_uri=str(conn.uri), reason=reason)
             )
             log.warning("connection to %s lost: %s", conn.uri, reason)
-            poison = self._tracker.fatal_error(conn.generation) if conn.error is not None else None
+            fatal = conn.error is not None and time.monotonic() - conn.error_at < _FATAL_S
+            poison = self._tracker.fatal_error(conn.generation, conn.suspects) if fatal else None
             if poison is not None:
                 what = f"message {poison.message_id}" if poison.kind == "send" else poison.frame.command
                 error = BrokerError(
@@ -912,7 +918,9 @@ class FailoverClient:
                     self.broker_errors = self.broker_errors[-(_KEEP_ERRORS - 1) :] + [frame]
                     log.error("broker %s sent ERROR: %s", conn.uri, text)
                     if receipt is None:
-                        conn.error = text  # if the broker closes next, it was about a frame we wrote
+                        # If the broker closes next, it was about a frame written before this ERROR.
+                        conn.error, conn.error_at = text, time.monotonic()
+                        conn.suspects = self._tracker.outstanding(conn.generation)
                     return
                 if pending.kind == "unsubscribe" and pending.resent and "no durable subscription" in text:
                     # The old master removed it and its RECEIPT died with it: done.

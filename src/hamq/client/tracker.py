@@ -171,7 +171,11 @@ class FailoverTracker:
                 failed.append((pending, error))
         return failed
 
-    def fatal_error(self, generation: int) -> Optional[Pending]:
+    def outstanding(self, generation: int) -> List[str]:
+        """Receipts of the frames written on connection ``generation`` and not answered yet."""
+        return [p.receipt for p in self.pending.values() if p.written == generation]
+
+    def fatal_error(self, generation: int, suspects: Optional[List[str]] = None) -> Optional[Pending]:
         """Connection ``generation`` ended after an ERROR that named no receipt: which frame was it?
 
         The broker answers frames in order and closes after a fatal ERROR, so
@@ -180,9 +184,13 @@ class FailoverTracker:
         (the caller fails it; it is never resent). With several outstanding it
         cannot be told; the next connection replays them one at a time
         (:attr:`probation`), so a frame that kills a second connection is the
-        only one outstanding there.
+        only one outstanding there. ``suspects`` (the :meth:`outstanding` when
+        the ERROR arrived) leaves out frames written after it.
         """
-        outstanding = [p for p in self.pending.values() if p.written == generation]
+        outstanding = [
+            p for p in self.pending.values()
+            if p.written == generation and (suspects is None or p.receipt in suspects)
+        ]
         if len(outstanding) == 1:
             self.probation = False
             return outstanding[0]
