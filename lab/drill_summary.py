@@ -18,6 +18,8 @@ FIELDS = [
     ("missing", "missing"),
     ("duplicates", "duplicates"),
     ("redelivered", "redelivered"),
+    ("counted by", "identity"),
+    ("could not be identified", "unidentified"),
 ]
 
 

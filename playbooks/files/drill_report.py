@@ -174,10 +174,14 @@ def analyse(runs):
     totals = {}
     for client, key in (("producer", "sent"), ("producer", "receipted"), ("producer", "resent"),
                         ("consumer", "received"), ("consumer", "duplicates"), ("consumer", "missing"),
-                        ("consumer", "redelivered_repeats")):
+                        ("consumer", "redelivered_repeats"), ("consumer", "unidentified")):
         values = [_count(run, client, key) for run in runs]
         totals[key] = None if any(v is None for v in values) else sum(values)
     totals["messages"] = sum(int(run.get("messages") or 0) for run in runs)
+    # What the consumer told messages apart by (a report from before 1.1 does not say).
+    identities = sorted({str(run["consumer"].get("identity")) for run in runs
+                         if isinstance(run.get("consumer"), dict) and run["consumer"].get("identity")})
+    totals["identity"] = " / ".join(identities) or None
     back = sum(1 for r in rounds if r["back_as_slave"])
     sources = sorted({r["new_master_source"] for r in rounds if r["new_master_source"]})
     return {"rounds": rounds, "stats": stats, "totals": totals,
@@ -229,6 +233,8 @@ def markdown(runs, summary, png_name=None):
         "| duplicates | %s |" % _fmt(tot["duplicates"]),
         "| missing | %s |" % _fmt(tot["missing"]),
         "| redelivered (ack lost with the old master) | %s |" % _fmt(tot["redelivered_repeats"]),
+        "| messages counted by | %s |" % _fmt(tot["identity"]),
+        "| could not be identified (not counted above) | %s |" % _fmt(tot["unidentified"]),
         "| old master back as slave | %s (%d of %d) |" % (
             "yes" if back["yes"] == back["of"] and back["of"] else "no", back["yes"], back["of"]),
         "",

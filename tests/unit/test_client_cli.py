@@ -47,6 +47,26 @@ def test_non_numeric_seq_is_ignored():
     assert tally.seqs == set() and tally.received == 2
 
 
+def test_a_message_without_producer_identity_is_counted_apart():
+    tally = DrainTally()
+    tally.add("ID:a:1", False, "0", 1.0)
+    tally.add(None, False, None, 2.0)
+    tally.add(None, False, None, 3.0)
+    summary = tally.summary()
+    assert (summary["received"], summary["duplicates"], summary["unidentified"]) == (1, 0, 2)
+    assert summary["deliveries"] == 3
+
+
+def test_identity_prefers_client_message_id_then_the_producer_sequence():
+    from hamq.client.cli import producer_identity
+
+    assert producer_identity({"message-id": "b:1", "client-message-id": "ID:p:5", "hamq-seq": "5"}) == (
+        "ID:p:5", "client-message-id")
+    assert producer_identity({"message-id": "b:1", "hamq-run": "r1", "hamq-seq": "5"}) == ("r1:5", "hamq-seq")
+    # The broker's own message-id says nothing about what the producer sent.
+    assert producer_identity({"message-id": "b:1"}) == (None, None)
+
+
 def _parse(name, argv):
     parser = argparse.ArgumentParser(prog=f"hamq {name}")
     add_arguments(parser, name)

@@ -181,3 +181,61 @@ def test_connect_order_tries_the_failed_broker_last():
     for _ in range(20):
         order = [b.host for b in randomized._connect_order()]
         assert sorted(order) == ["a", "b", "c"] and order[-1] == "b"
+
+
+def unsubscribe(tracker, n, durable):
+    headers = {"id": f"sub-{n}"}
+    if durable:
+        headers["activemq.subscriptionName"] = "audit"
+    return tracker.add(
+        Pending(receipt=f"unsubscribe-{n}", frame=Frame.build("UNSUBSCRIBE", headers), kind="unsubscribe",
+                resend=durable)
+    )
+
+
+def test_durable_unsubscribe_cut_off_stays_pending_and_is_resent():
+    tracker = FailoverTracker()
+    durable = unsubscribe(tracker, 1, durable=True)
+    plain = unsubscribe(tracker, 2, durable=False)
+    assert tracker.connection_lost("tcp://b1:61613") == []
+    assert plain.done and plain.error is None  # a fresh connection has no such subscription: done
+    assert not durable.done  # only the next master's RECEIPT settles it
+    _, resend = tracker.replay(generation=2)
+    assert resend == [durable] and durable.written == 2 and durable.resent == 1
+    assert tracker.receipt("unsubscribe-1") is durable and durable.done
+
+
+def test_fatal_error_with_one_frame_outstanding_names_it():
+    tracker = FailoverTracker()
+    earlier = send(tracker, 1)
+    earlier.written = 1
+    poison = send(tracker, 2)
+    poison.written = 2  # the only frame written on connection 2 and not answered
+    assert tracker.fatal_error(2) is poison
+    assert not tracker.probation
+
+
+def test_fatal_error_with_several_outstanding_puts_the_replay_on_probation():
+    tracker = FailoverTracker()
+    sends = [send(tracker, n) for n in range(1, 4)]
+    for pending in sends:
+        pending.written = 1
+    assert tracker.fatal_error(1) is None and tracker.probation
+    tracker.connection_lost("tcp://b1:61613")
+    _, now = tracker.replay(generation=2)
+    assert now == [sends[0]] and tracker.held == sends[1:]
+    assert [p.written for p in sends] == [2, None, None]
+    tracker.receipt("send-1")
+    assert tracker.next_held(2) is sends[1] and tracker.probation
+    # The second one kills connection 2 while alone: it is the poison.
+    assert tracker.fatal_error(2) is sends[1]
+
+
+def test_a_frame_written_after_the_error_is_never_blamed_for_it():
+    tracker = FailoverTracker()
+    suspects = tracker.outstanding(1)  # an ERROR (about an ACK, say) arrives with nothing outstanding
+    later = send(tracker, 1)
+    later.written = 1
+    assert tracker.fatal_error(1, suspects) is None  # so a failover right after resends it
+    tracker.connection_lost("tcp://b1:61613")
+    assert tracker.replay(generation=2)[1] == [later]

@@ -210,3 +210,23 @@ def test_bad_input_names_the_problem_and_the_fix(tmp_path, content, problem):
     assert not (tmp_path / "in.md").exists()
     if content is not None:
         assert path.read_text(encoding="utf-8") == content  # the input is never overwritten on error
+
+
+def test_report_says_what_it_counted_by_and_counts_the_unidentified(lab_run, tmp_path):
+    path, data = lab_run
+    data["consumer"].update({"identity": "client-message-id", "unidentified": 3})
+    path.write_text(json.dumps(data), encoding="utf-8")
+    summary, md, _, _ = drill_report.write_report([str(path)], str(tmp_path / "out"), want_plot=False)
+    assert summary["totals"]["unidentified"] == 3
+    assert "| messages counted by | client-message-id |" in md
+    assert "| could not be identified (not counted above) | 3 |" in md
+
+
+def test_drill_summary_prints_identity_and_unidentified(tmp_path):
+    summary_script = _load("drill_summary", os.path.join(ROOT, "lab", "drill_summary.py"))
+    report = tmp_path / "r.json"
+    report.write_text(json.dumps({"run": "x", "identity": "client-message-id", "unidentified": 2,
+                                  "checks": {"every_message_identified": False}, "passed": False}))
+    out = subprocess.run([sys.executable, summary_script.__file__, str(report)], capture_output=True, text=True)
+    assert "counted by" in out.stdout and "client-message-id" in out.stdout
+    assert "could not be identified" in out.stdout and "every_message_identified" in out.stdout

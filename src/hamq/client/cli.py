@@ -4,6 +4,11 @@ They exist for failover drills: each prints one JSON summary line on stdout
 (counts, duplicates, reconnects, outage) that a script or test can check, and
 can write per-second samples for a report. Every message carries its sequence
 number (header ``hamq-seq``) so a drain can tell exactly what is missing.
+
+A drain counts messages by the producer's identity: the ``client-message-id``
+the broker copies from the SEND's ``message-id``, else the producer's run and
+sequence headers. Never by the MESSAGE's ``message-id``: the broker assigns
+that one, so a message stored twice has two of them.
 """
 
 from __future__ import annotations
@@ -18,12 +23,13 @@ import socket
 import sys
 import threading
 import time
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 from hamq.client.errors import SendInDoubt
 from hamq.client.failover import ACK_MODES, ClientError, FailoverClient
 from hamq.client.pacing import Pacer
 from hamq.client.url import FailoverURLError, parse_url
+from hamq.stomp.headers import CLIENT_MESSAGE_ID
 
 SEQ_HEADER = "hamq-seq"
 RUN_HEADER = "hamq-run"
@@ -148,12 +154,25 @@ class _Meter:
             next_at += 1.0
 
 
+def producer_identity(headers: dict) -> Tuple[Optional[str], Optional[str]]:
+    """(identity, what it is) of a delivered message as its producer named it; (None, None) if unknown."""
+    client_id = headers.get(CLIENT_MESSAGE_ID)
+    if client_id:
+        return client_id, CLIENT_MESSAGE_ID
+    seq = headers.get(SEQ_HEADER)
+    if seq is not None and seq.isdigit():
+        return f"{headers.get(RUN_HEADER, '')}:{seq}", SEQ_HEADER
+    return None, None
+
+
 class DrainTally:
     """Counts a drain: distinct messages, real duplicates, flagged redeliveries, missing seqs.
 
-    A repeated message-id is a duplicate only without ``redelivered:true``:
+    Messages are told apart by the producer's identity (:func:`producer_identity`).
+    A repeated identity is a duplicate only without ``redelivered:true``:
     with the flag it is the broker honestly redelivering a message whose ack
-    died with the old master.
+    died with the old master. A message without an identity cannot be checked
+    either way; it is counted in ``unidentified`` and nowhere else.
     """
 
     def __init__(self) -> None:
@@ -161,19 +180,28 @@ class DrainTally:
         self.seqs: set = set()
         self.received = self.deliveries = self.duplicates = 0
         self.redelivered = self.redelivered_repeats = 0
+        self.unidentified = 0
+        self.sources: collections.Counter = collections.Counter()
         self.first: Optional[float] = None
         self.last: Optional[float] = None
 
-    def add(self, message_id: str, redelivered: bool, seq: Optional[str], now: float) -> None:
+    def add(
+        self, identity: Optional[str], redelivered: bool, seq: Optional[str], now: float,
+        source: str = CLIENT_MESSAGE_ID,
+    ) -> None:
         self.deliveries += 1
         self.redelivered += redelivered
-        if message_id in self.seen:
+        if identity is None:
+            self.unidentified += 1
+            return
+        self.sources[source] += 1
+        if identity in self.seen:
             if redelivered:
                 self.redelivered_repeats += 1
             else:
                 self.duplicates += 1
         else:
-            self.seen.add(message_id)
+            self.seen.add(identity)
             self.received += 1
             self.last = now
             if self.first is None:
@@ -189,9 +217,12 @@ class DrainTally:
     def summary(self, expect: Optional[int] = None) -> dict:
         missing = self.missing(expect)
         return {
+            "identity": "+".join(sorted(self.sources)) or None,
+            "identity_counts": dict(self.sources),
             "received": self.received,
             "deliveries": self.deliveries,
             "duplicates": self.duplicates,
+            "unidentified": self.unidentified,
             "redelivered_repeats": self.redelivered_repeats,
             "redelivered": self.redelivered,
             "missing": len(missing),
@@ -344,7 +375,7 @@ def _produce(args) -> int:
 
 
 def main_consume(args) -> int:
-    """Drain a destination; count duplicates (by message-id) and missing sequence numbers."""
+    """Drain a destination; count duplicates (by the producer's identity) and missing sequence numbers."""
     with _failover_log("consume"):
         return _consume(args)
 
@@ -383,7 +414,8 @@ def _consume(args) -> int:
                         break
                     continue
                 idle_since = now
-                tally.add(msg.message_id, msg.redelivered, msg.headers.get(SEQ_HEADER), time.time())
+                identity, source = producer_identity(msg.headers)
+                tally.add(identity, msg.redelivered, msg.headers.get(SEQ_HEADER), time.time(), source or "")
                 if args.ack != "auto" and not client.ack(msg):
                     unacked += 1  # came over a failed connection; the broker redelivers it
         except ClientError as exc:

@@ -55,6 +55,11 @@ ACK_MODES = ("auto", "client", "client-individual")
 _KEEP_ERRORS = 100
 #: Longest the reader sleeps in select(); bounds how late heart-beats and close() are noticed.
 _TICK = 0.5
+#: A connection that dies younger than this (or on a fatal ERROR) was a failed attempt:
+#: the next connect waits out the URL's back-off instead of trying again at once.
+_HEALTHY_S = 1.0
+#: An ERROR naming no receipt is taken as the reason for a close that follows within this.
+_FATAL_S = 2.0
 
 
 @dataclass
@@ -139,6 +144,12 @@ class _Connection:
     version: str
     send_interval: float  # seconds between our heart-beats, 0 = none
     recv_interval: float  # seconds the broker promised between its heart-beats, 0 = none
+    generation: int = 0
+    #: The text of an ERROR that named no receipt, while nothing followed it (a fatal one closes next).
+    error: Optional[str] = None
+    error_at: float = 0.0
+    #: Receipts of the frames outstanding when that ERROR arrived: the frame it is about is one of them.
+    suspects: List[str] = field(default_factory=list)
 
 
 class _Refused(Exception):
@@ -319,6 +330,7 @@ class FailoverClient:
                     persistent=persistent,
                     transaction=transaction,
                     message_id=mid,
+                    written=self._generation,
                 )
             )
             self.stats["sent"] += 1
@@ -424,9 +436,12 @@ class FailoverClient:
         with self._lock:
             self._tracker.subscriptions.pop(sub.id, None)
         headers = {"id": sub.id}
-        if remove_durable and sub.durable_name:
+        durable = bool(remove_durable and sub.durable_name)
+        if durable:
             headers["activemq.subscriptionName"] = sub.durable_name
-        self._call(Frame.build("UNSUBSCRIBE", headers), "unsubscribe", None)
+        # Removing a durable subscription is state on the broker: a failover must not
+        # swallow it, so it is written again on the next master until one receipts it.
+        self._call(Frame.build("UNSUBSCRIBE", headers), "unsubscribe", None, resend=durable)
 
     def receive(self, timeout: Optional[float] = None) -> Optional[Message]:
         """The next message, or ``None`` after ``timeout`` seconds.
@@ -497,7 +512,9 @@ class FailoverClient:
             headers["transaction"] = transaction
         return self._write(Frame.build(command, headers), generation)
 
-    def _request(self, frame: Frame, kind: str, transaction: Optional[str], register=None) -> Pending:
+    def _request(
+        self, frame: Frame, kind: str, transaction: Optional[str], register=None, resend: bool = False
+    ) -> Pending:
         """Write ``frame`` with a receipt request once connected; return its bookkeeping."""
         deadline = self._deadline()
         with self._cond:
@@ -505,16 +522,25 @@ class FailoverClient:
             if register is not None:
                 register()
             pending = self._tracker.add(
-                Pending(receipt=f"{kind}-{next(self._ids)}", frame=frame, kind=kind, transaction=transaction)
+                Pending(
+                    receipt=f"{kind}-{next(self._ids)}",
+                    frame=frame,
+                    kind=kind,
+                    transaction=transaction,
+                    resend=resend,
+                    written=self._generation,
+                )
             )
             generation = self._generation
         self._write(frame, generation)
         return pending
 
-    def _call(self, frame: Frame, kind: str, transaction: Optional[str], register=None) -> None:
+    def _call(
+        self, frame: Frame, kind: str, transaction: Optional[str], register=None, resend: bool = False
+    ) -> None:
         """Write ``frame`` and wait for its receipt."""
         deadline = self._deadline()
-        pending = self._request(frame, kind, transaction, register)
+        pending = self._request(frame, kind, transaction, register, resend)
         self._wait_pending(pending, deadline)
 
     def _wait_pending(self, pending: Pending, deadline: Optional[float]) -> None:
@@ -598,7 +624,12 @@ class FailoverClient:
 
     def _supervise(self) -> None:
         first = True
+        # Back-off carried across connections that die young: a broker that accepts
+        # CONNECT and closes at once is a failed attempt, not a reason to retry at once.
+        backoff = None
         while not self._stop.is_set():
+            if backoff is not None and self._stop.wait(next(backoff)):
+                return
             try:
                 conn = self._establish(first)
             except ClientError as exc:
@@ -606,6 +637,7 @@ class FailoverClient:
                 return
             if conn is None:  # closed while connecting
                 return
+            connected_at = time.monotonic()
             self._replay(conn)
             first = False
             reason = self._read_loop(conn)
@@ -615,6 +647,10 @@ class FailoverClient:
                 pass
             if self._stop.is_set() or self._closing:
                 return
+            if conn.error is not None or time.monotonic() - connected_at < _HEALTHY_S:
+                backoff = backoff or reconnect_delays(self.options)
+            else:
+                backoff = None
             self._connection_lost(conn, reason)
             if not self.url.is_failover:
                 self._fail(
@@ -739,29 +775,48 @@ class FailoverClient:
                 self._conn = conn
                 self._generation += 1
                 generation = self._generation
-            subscribes, resend = self._tracker.replay()
+            conn.generation = generation
+            subscribes, resend = self._tracker.replay(generation)
             self._last_uri = conn.uri
             if self.reconnect_events and self.reconnect_events[-1].up_at is None:
                 event = self.reconnect_events[-1]
                 event.up_at = time.time()
                 event.uri = str(conn.uri)
                 log.warning(
-                    "reconnected to %s after %.3f s; replaying %d subscription(s) and %d send(s)",
+                    "reconnected to %s after %.3f s; replaying %d subscription(s) and %d frame(s)%s",
                     conn.uri,
                     event.outage_seconds,
                     len(subscribes),
-                    len(resend),
+                    len(resend) + len(self._tracker.held),
+                    " one at a time" if self._tracker.held else "",
                 )
         for frame in subscribes:
             self._write(frame, generation)
         for pending in resend:
-            if self._write(pending.frame, generation):
-                with self._lock:
-                    self.stats["resent"] += 1
+            self._resend(pending, generation)
         with self._cond:
-            if self._generation == generation and self._state in ("connecting", "reconnecting"):
+            # On probation new frames wait until every held-back one is out (see _advance).
+            if self._generation == generation and self._state in ("connecting", "reconnecting") and not self._tracker.probation:
                 self._state = "connected"
             self._cond.notify_all()
+
+    def _resend(self, pending: Pending, generation: int) -> None:
+        if self._write(pending.frame, generation) and pending.kind == "send":
+            with self._lock:
+                self.stats["resent"] += 1
+
+    def _advance(self, conn: _Connection) -> None:
+        """The frame on probation was answered: write the next held-back one, or open for new work."""
+        with self._cond:
+            if conn.generation != self._generation or not self._tracker.probation:
+                return
+            pending = self._tracker.next_held(conn.generation)
+            if pending is None:
+                if self._state in ("connecting", "reconnecting"):
+                    self._state = "connected"
+                self._cond.notify_all()
+                return
+        self._resend(pending, conn.generation)
 
     def _connection_lost(self, conn: _Connection, reason: str) -> None:
         """Record the outage and settle everything whose fate the broker took with it."""
@@ -771,10 +826,26 @@ class FailoverClient:
             self._state = "reconnecting"
             with self._write_lock:
                 self._conn = None
+            if conn.error is not None:
+                reason = f"{reason} after ERROR: {conn.error}"
             self.reconnect_events.append(
                 ReconnectEvent(down_at=time.time(), previous_uri=str(conn.uri), reason=reason)
             )
             log.warning("connection to %s lost: %s", conn.uri, reason)
+            fatal = conn.error is not None and time.monotonic() - conn.error_at < _FATAL_S
+            poison = self._tracker.fatal_error(conn.generation, conn.suspects) if fatal else None
+            if poison is not None:
+                what = f"message {poison.message_id}" if poison.kind == "send" else poison.frame.command
+                error = BrokerError(
+                    f"{conn.uri} answered {poison.frame.command} of {what} with ERROR: {conn.error}; then it "
+                    f"closed the connection. The frame is not resent (it would kill the next connection too). "
+                    f"Fix: change what the broker's message names (e.g. a body over its maxFrameSize) and "
+                    f"send it again"
+                )
+                self._tracker.error(poison.receipt, error)
+                if poison.kind == "send" and self.window > 1:
+                    self._async_errors.append(error)
+                log.error("%s", error)
             for pending, error in self._tracker.connection_lost(str(conn.uri)):
                 if pending.kind == "send" and self.window > 1:
                     self._async_errors.append(error)
@@ -825,6 +896,8 @@ class FailoverClient:
 
     def _handle(self, frame: Frame, conn: _Connection) -> None:
         command = frame.command
+        if command != "ERROR":
+            conn.error = None  # the broker went on after it: that ERROR was not fatal
         if command == "MESSAGE":
             self._on_message(frame)
         elif command == "RECEIPT":
@@ -834,20 +907,31 @@ class FailoverClient:
                     if pending.kind == "send":
                         self.stats["receipted"] += 1
                     self._cond.notify_all()
+            if pending is not None:
+                self._advance(conn)
         elif command == "ERROR":
             text = frame.get("message") or frame.body.decode("utf-8", "replace").strip()
             with self._cond:
-                receipt = frame.get("receipt-id", "")
-                pending = self._tracker.pending.get(receipt)
+                receipt = frame.get("receipt-id")
+                pending = self._tracker.pending.get(receipt or "")
                 if pending is None:
                     self.broker_errors = self.broker_errors[-(_KEEP_ERRORS - 1) :] + [frame]
                     log.error("broker %s sent ERROR: %s", conn.uri, text)
+                    if receipt is None:
+                        # If the broker closes next, it was about a frame written before this ERROR.
+                        conn.error, conn.error_at = text, time.monotonic()
+                        conn.suspects = self._tracker.outstanding(conn.generation)
                     return
-                error = BrokerError(f"{conn.uri} rejected {pending.frame.command}: {text}", frame)
-                self._tracker.error(receipt, error)
-                if pending.kind == "send" and self.window > 1:
-                    self._async_errors.append(error)
+                if pending.kind == "unsubscribe" and pending.resent and "no durable subscription" in text:
+                    # The old master removed it and its RECEIPT died with it: done.
+                    self._tracker.receipt(pending.receipt)
+                else:
+                    error = BrokerError(f"{conn.uri} rejected {pending.frame.command}: {text}", frame)
+                    self._tracker.error(pending.receipt, error)
+                    if pending.kind == "send" and self.window > 1:
+                        self._async_errors.append(error)
                 self._cond.notify_all()
+            self._advance(conn)
 
     def _on_message(self, frame: Frame) -> None:
         headers = frame.header_dict()

@@ -27,8 +27,21 @@ class Pending:
     persistent: bool = False
     transaction: Optional[str] = None
     message_id: Optional[str] = None
+    #: Written again on the next broker when the connection drops (a durable UNSUBSCRIBE).
+    resend: bool = False
+    #: Generation of the connection it was last written on (None: held back, not written yet).
+    written: Optional[int] = None
+    #: How many times it was written again after a failover.
+    resent: int = 0
     done: bool = False
     error: Optional[Exception] = None
+
+    @property
+    def replayable(self) -> bool:
+        """Written again on the next broker rather than settled when the connection drops."""
+        if self.kind == "send":
+            return self.persistent and self.transaction is None
+        return self.resend
 
 
 class FailoverTracker:
@@ -43,6 +56,10 @@ class FailoverTracker:
         self.sends_in_flight = 0
         self.subscriptions: "OrderedDict[str, object]" = OrderedDict()
         self.transactions: Dict[str, str] = {}  # id -> "open" | "in-doubt"
+        #: Replay one frame at a time: a connection died on an ERROR that named no frame.
+        self.probation = False
+        #: Frames :meth:`replay` held back on probation, written one by one by :meth:`next_held`.
+        self.held: List[Pending] = []
 
     # -- receipts
 
@@ -117,8 +134,10 @@ class FailoverTracker:
         Open transactions become in-doubt (the broker rolls back a
         transaction whose connection dies). Persistent sends stay pending: they
         are resent. Everything else waiting for a receipt either has a known
-        outcome on a fresh connection (begin, abort, subscribe, unsubscribe,
-        disconnect) or an unknowable one, which becomes an error.
+        outcome on a fresh connection (begin, abort, subscribe, a plain
+        unsubscribe, disconnect) or an unknowable one, which becomes an error.
+        A durable unsubscribe stays pending too: the old master may never have
+        seen it, so only the next master's RECEIPT settles it.
         """
         for tx, state in self.transactions.items():
             if state == "open":
@@ -145,19 +164,67 @@ class FailoverTracker:
                     f"may or may not have committed. Fix: check the destination before redoing the work",
                     pending.transaction or "",
                 )
-            elif pending.kind == "send":
-                continue  # persistent and outside a transaction: resent on the next broker
+            elif pending.replayable:
+                continue  # a persistent send outside a transaction, a durable unsubscribe: resent
             self._settle(pending, error)
             if error is not None:
                 failed.append((pending, error))
         return failed
 
-    def replay(self) -> Tuple[List[Frame], List[Pending]]:
-        """Frames for a new connection: SUBSCRIBE for every subscription, then the sends to resend.
+    def outstanding(self, generation: int) -> List[str]:
+        """Receipts of the frames written on connection ``generation`` and not answered yet."""
+        return [p.receipt for p in self.pending.values() if p.written == generation]
 
-        Resent SENDs are the very same frames (same ``message-id`` and
-        ``receipt``), so the broker's duplicate audit drops a copy it already has.
+    def fatal_error(self, generation: int, suspects: Optional[List[str]] = None) -> Optional[Pending]:
+        """Connection ``generation`` ended after an ERROR that named no receipt: which frame was it?
+
+        The broker answers frames in order and closes after a fatal ERROR, so
+        if exactly one receipted frame was written on that connection and not
+        answered, the ERROR is about that frame: it is poison and is returned
+        (the caller fails it; it is never resent). With several outstanding it
+        cannot be told; the next connection replays them one at a time
+        (:attr:`probation`), so a frame that kills a second connection is the
+        only one outstanding there. ``suspects`` (the :meth:`outstanding` when
+        the ERROR arrived) leaves out frames written after it.
+        """
+        outstanding = [
+            p for p in self.pending.values()
+            if p.written == generation and (suspects is None or p.receipt in suspects)
+        ]
+        if len(outstanding) == 1:
+            self.probation = False
+            return outstanding[0]
+        if any(p.replayable for p in outstanding):
+            self.probation = True
+        return None
+
+    def replay(self, generation: int = 0) -> Tuple[List[Frame], List[Pending]]:
+        """Frames for connection ``generation``: SUBSCRIBEs, then the frames to resend now.
+
+        Resent SENDs are the very same frames (same ``message-id``,
+        ``_AMQ_DUPL_ID`` and ``receipt``), so the broker's duplicate audit
+        drops a copy it already has. On probation only the first is written
+        now; the rest wait until it is answered (:meth:`next_held`).
         """
         subscribes = [sub.frame() for sub in self.subscriptions.values()]  # type: ignore[attr-defined]
-        resend = [p for p in self.pending.values() if p.kind == "send"]
-        return subscribes, resend
+        resend = [p for p in self.pending.values() if p.replayable]
+        for pending in resend:
+            pending.written = None
+        if not resend:
+            self.probation = False
+        now, self.held = (resend[:1], resend[1:]) if self.probation else (resend, [])
+        for pending in now:
+            pending.written = generation
+            pending.resent += 1
+        return subscribes, now
+
+    def next_held(self, generation: int) -> Optional[Pending]:
+        """The next held-back frame still pending, marked written on ``generation``; None when all are out."""
+        while self.held:
+            pending = self.held.pop(0)
+            if self.pending.get(pending.receipt) is pending:
+                pending.written = generation
+                pending.resent += 1
+                return pending
+        self.probation = False
+        return None

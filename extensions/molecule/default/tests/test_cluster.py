@@ -93,4 +93,7 @@ def test_failover_drill_report():
     assert report["receipted"] == report["messages"], report
     assert report["missing"] == 0, report
     assert report["duplicates"] == 0, report
+    # Counted by the producer's identity, and every delivery had one.
+    assert report["identity"] == "client-message-id", report
+    assert int(report["unidentified"]) == 0 and report["checks"]["every_message_identified"], report
     assert report["passed"] is True, report["checks"]
