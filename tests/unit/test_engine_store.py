@@ -255,3 +255,34 @@ def test_persistent_window_is_bounded_in_bytes_too(store_dir):
         for f in frames:
             h.send("c", "ACK", id=f.get("ack"))
     assert queue.depth == 0
+
+
+def test_an_auto_acked_delivery_is_acked_on_disk_only_after_it_was_handed_to_its_connection(store_dir):
+    """A crash after the ack's write but before the MESSAGE went out must not ack what nobody got."""
+    from hamq.store.ops import Ack, MarkDispatched
+
+    h = harness(store_dir)
+    store = h.broker.store
+    batches = []
+    real_append = store.append
+
+    def recording_append(ops):
+        ops = list(ops)
+        lsn = real_append(ops)
+        batches.append((lsn, ops))
+        return lsn
+
+    store.append = recording_append
+    h.connect("p")
+    h.send("p", "SEND", b"x", destination="/queue/a", persistent="true", receipt="r")
+    h.connect("c")
+    h.broker.receive("c", Frame("SUBSCRIBE", [("destination", "/queue/a"), ("id", "s"), ("ack", "auto")]))
+    outputs = h.broker.take_outputs()
+    (delivery,) = [o for o in outputs if o.frame is not None and o.frame.command == "MESSAGE"]
+    before = [op for lsn, ops in batches if lsn <= delivery.after_lsn for op in ops]
+    assert not [op for op in before if isinstance(op, Ack)], "the ack was written before the delivery went out"
+    assert [op for op in before if isinstance(op, MarkDispatched)], "a crash must redeliver it flagged"
+    h.broker.durability.released([delivery])
+    h.broker.durability.end_round()
+    after = [op for lsn, ops in batches if lsn > delivery.after_lsn for op in ops]
+    assert [op for op in after if isinstance(op, Ack)], "once handed over, the ack goes in the next batch"
