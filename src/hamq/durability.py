@@ -120,8 +120,21 @@ class DurabilityTracker:
             if not queue:
                 del held[conn_id]
             if ready:
+                self.released(ready)
                 out.append((conn_id, ready))
         return out
+
+    def released(self, outputs: Iterable) -> None:
+        """``outputs`` go to their connections now: their after-release effects join the next batch."""
+        if self.store is None:
+            return
+        for out in outputs:
+            if out.after_release:
+                self._deferred.extend(out.after_release)
+
+    def pending_effects(self) -> bool:
+        """Deferred effects or marks wait for a batch (the caller should end a round soon)."""
+        return bool(self._deferred or self._marks)
 
     def waiting(self) -> int:
         """Connections with outputs held for the disk (or the gate)."""

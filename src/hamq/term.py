@@ -256,7 +256,7 @@ class MasterTerm:
             self._write(tracker.release(self.store.durable_lsn, touched))
         if tracker.waiting() and self.group_commit is not None:
             self.group_commit.wanted()
-        if broker.has_work() and not self._flush_scheduled:
+        if (broker.has_work() or tracker.pending_effects()) and not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._scheduled_flush)
 
@@ -268,8 +268,13 @@ class MasterTerm:
         """The store is durable up to ``durable``: write what that releases; how many connections got some."""
         if self.broker is None:
             return 0
-        released = self.broker.durability.release(durable)
+        tracker = self.broker.durability
+        released = tracker.release(durable)
         self._write(released)
+        if tracker.pending_effects() and not self._flush_scheduled:
+            # the acks of auto-acked deliveries just written go in a batch of their own soon
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._scheduled_flush)
         return len(released)
 
     def _write(self, released) -> None:
@@ -365,6 +370,7 @@ class MasterTerm:
                 self.flush()
                 durable = await loop.run_in_executor(self._executor, self.store.sync)
                 self._release_durable(durable)
+                self.broker.durability.end_round()  # the acks of auto-acked deliveries just written
             except Exception as exc:
                 log.warning("final sync failed: %s", exc)
         for proto in list(self.protocols.values()):

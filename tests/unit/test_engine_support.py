@@ -80,7 +80,7 @@ class Harness:
                     continue
                 self._deliver(out)
             self.held = still
-            if not self.broker.has_work():
+            if not self.broker.has_work() and not self.broker.durability.pending_effects():
                 break
 
     def _deliver(self, out) -> None:
@@ -94,6 +94,7 @@ class Harness:
             self.heartbeats[out.conn_id] += 1
         elif not self.closed[out.conn_id]:
             self.inbox[out.conn_id].append(out.frame)
+            self.broker.durability.released([out])  # as the tracker does when it releases an output
             self.broker.written(out.conn_id, out.cost)  # as the server does once it hands bytes to the socket
 
     def take(self, name: str, command: Optional[str] = None) -> List[Frame]:

@@ -67,7 +67,7 @@ class Output:
     ``frame`` None and ``close`` False means "send a heart-beat EOL".
     """
 
-    __slots__ = ("conn_id", "frame", "close", "after_lsn", "version", "cost")
+    __slots__ = ("conn_id", "frame", "close", "after_lsn", "version", "cost", "after_release")
 
     def __init__(self, conn_id, frame: Optional[Frame], close: bool = False, after_lsn: int = 0,
                  version: str = "1.2"):
@@ -78,6 +78,9 @@ class Output:
         self.version = version
         #: Bytes this output counts against its connection's unwritten allowance (a MESSAGE's body).
         self.cost = 0
+        #: Store effects that may only be written once this output was handed to its connection
+        #: (an auto-acked delivery's Ack: written before, a crash could ack what was never sent).
+        self.after_release: tuple = ()
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         what = self.frame.command if self.frame is not None else ("CLOSE" if self.close else "HEARTBEAT")
@@ -996,8 +999,11 @@ class Broker:
         if sub.ack_mode == "auto":
             queue.dequeued += 1
             if message.key is not None:
-                self.durability.defer(Ack(message.key, message.seq))
+                # Marked first, acked only once handed to the connection: a crash in between
+                # redelivers it (flagged redelivered) instead of acking what nobody got.
+                self.durability.mark(message.key, message.seq)
                 self.durability.after_next_batch(out)
+                out.after_release = (Ack(message.key, message.seq),)
         else:
             sub.track(ack_id, message)
             conn.ack_index[ack_id] = sub
