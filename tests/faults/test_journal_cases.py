@@ -39,7 +39,7 @@ def test_case4_power_cut_after_a_takeover_loses_none_of_the_new_masters_receipts
     assert all(_send(client, "/queue/q", m) == "RECEIPT" for m in before)
 
     die.arm()  # A writes the next batch, then dies before its fsync: the bytes are only in the page cache
-    client.send("/queue/q", b"unsynced", receipt="u", persistent="true", **{"message-id": "u", "_AMQ_DUPL_ID": "u"})
+    client.send("/queue/q", b"u", receipt="u", persistent="true", **{"message-id": "u", "_AMQ_DUPL_ID": "u"})
     die.wait()
     a.proc.wait(DEADLINE_S)
     group.wait_master(exclude=[a])
