@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import time
 
-import pytest
 from faultlab import journal
 from faultlab.faults import BATCH_MAGIC, FaultSpec, power_cut
 from faultlab.group import DEADLINE_S
@@ -22,8 +21,6 @@ def _send(client: StompClient, destination: str, msg_id: str, body: bytes = None
     return client.request("SEND", headers, body if body is not None else msg_id.encode()).command
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 4: a takeover seals bytes nobody fsynced; after a power cut "
-                                       "the next master quarantines the new master's receipted messages")
 def test_case4_power_cut_after_a_takeover_loses_none_of_the_new_masters_receipts(make_group):
     group = make_group(keep_alive_ms=300)
     iolog = group.root / "iolog"
@@ -74,8 +71,6 @@ def _fill(group, count: int):
     return broker, ids
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 5: one flipped bit in the middle of a segment loses every "
-                                       "batch after it")
 def test_case5_one_flipped_bit_in_batch_50_of_300_loses_at_most_that_batch(make_group):
     group = make_group(kahadb_attrs=NEVER_CHECKPOINT)
     broker, ids = _fill(group, 300)
@@ -113,8 +108,6 @@ def _replayed_batches(broker, opens_before: int) -> int:
                          f"log line after the takeover; log tail:\n{broker.log()[-2000:]}")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 6: a master that lives less than checkpointInterval leaves the "
-                                       "whole journal to replay, so replay grows with every kill")
 def test_case6_replay_at_takeover_stays_bounded_over_20_short_terms(make_group):
     per_term = 20
     group = make_group(kahadb_attrs='checkpointInterval="120000"')

@@ -10,12 +10,72 @@ import os
 import random
 import shutil
 
-import pytest
-
 from hamq.store import AddMessage, MessageStore
-from hamq.store.codec import BATCH_HEADER_SIZE
+from hamq.store.codec import BATCH_HEADER_SIZE, encode_add, pack_batch
 
-XFAIL = pytest.mark.xfail(strict=True, reason="issue 15 case 5: replay stops at the first damaged batch")
+
+def payload(i: int, size: int = 200) -> bytes:
+    return encode_add(i + 1, AddMessage("queue:a", f"id-{i}", [], bytes([i % 251]) * size))
+
+
+def segment_bytes(epoch: int, first_lsn: int, n: int) -> bytes:
+    return b"".join(pack_batch(payload(i), epoch, first_lsn + i) for i in range(n))
+
+
+def test_a_false_header_fails_its_checksum():
+    from hamq.store.scan import verified_batch
+
+    good = pack_batch(payload(0), 1, 5)
+    assert verified_batch(good, 0) == (1, 5, len(good))
+    forged = bytearray(good)
+    forged[-1] ^= 1  # magic and length look right, the crc does not
+    assert verified_batch(bytes(forged), 0) is None
+    assert verified_batch(b"HQB1" + os.urandom(200), 0) is None
+    assert verified_batch(good[:-1], 0) is None  # cut short
+
+
+def test_resync_skips_exactly_the_damaged_batch():
+    from hamq.store.scan import find_resync
+
+    data = bytearray(segment_bytes(1, 10, 5))
+    size = len(data) // 5
+    data[size + 100] ^= 4  # the payload of lsn 11
+    rest = bytes(data[size:])
+    assert find_resync(rest, 64 + size, epoch=1, next_lsn=11) == (64 + 2 * size, 12)
+
+
+def test_resync_never_replays_an_older_lap_another_epoch_or_a_far_lsn():
+    from hamq.store.scan import find_resync
+
+    damaged = b"\xee" * 300
+    older = segment_bytes(1, 3, 2)  # lsns at or below the expected one: left from an older lap
+    assert find_resync(damaged + older, 0, epoch=1, next_lsn=11) is None
+    other = segment_bytes(2, 12, 2)  # another epoch's batches
+    assert find_resync(damaged + other, 0, epoch=1, next_lsn=11) is None
+    far = segment_bytes(1, 500, 2)  # 489 batches lost in 300 bytes: impossible
+    assert find_resync(damaged + far, 0, epoch=1, next_lsn=11) is None
+    fine = segment_bytes(1, 12, 2)
+    assert find_resync(damaged + fine, 0, epoch=1, next_lsn=11) == (300, 12)
+
+
+def test_a_batch_shaped_body_inside_the_damaged_batch_is_not_preferred_to_its_successor():
+    from hamq.store.scan import find_resync
+
+    fake = pack_batch(payload(7, 20), 1, 12)  # what a crafted body could hold: our epoch, the next lsn
+    body = encode_add(1, AddMessage("queue:a", "x", [], b"." * 40 + fake + b"." * 40))
+    damaged = bytearray(pack_batch(body, 1, 11))
+    damaged[BATCH_HEADER_SIZE + 5] ^= 1  # its payload is hit; its header (and length) are intact
+    real = segment_bytes(1, 12, 2)
+    assert find_resync(bytes(damaged) + real, 0, epoch=1, next_lsn=11) == (len(damaged), 12)
+
+
+def test_resync_needs_the_next_lsn_after_the_candidate():
+    from hamq.store.scan import find_resync
+
+    lone = pack_batch(payload(1), 1, 12)
+    junk = b"\x99" * 100  # neither a batch nor the end of the data after it
+    assert find_resync(b"\xee" * 300 + lone + junk, 0, epoch=1, next_lsn=11) is None
+    assert find_resync(b"\xee" * 300 + lone, 0, epoch=1, next_lsn=11) == (300, 12)  # the end of the data
 
 
 def _write(d, n):
@@ -36,7 +96,6 @@ def _recover(d):
     return got, report
 
 
-@XFAIL
 def test_any_single_bit_flip_loses_at_most_the_batch_it_hits(tmp_path):
     n = 6
     clean = _write(tmp_path / "clean", n)

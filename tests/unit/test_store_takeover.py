@@ -32,7 +32,6 @@ def killed_master(d, epoch: int, n: int, start: int = 0) -> MessageStore:
     return store
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 4: a takeover seals bytes nobody fsynced")
 def test_takeover_fsyncs_the_replayed_tail_before_it_writes_the_seal(tmp_path, monkeypatch):
     killed_master(tmp_path, 1, 5)
     events = []
@@ -59,8 +58,6 @@ def test_takeover_fsyncs_the_replayed_tail_before_it_writes_the_seal(tmp_path, m
     store.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 4: a sealed segment shorter than its seal quarantines the "
-                                       "later segments")
 def test_a_sealed_segment_shorter_than_its_seal_loses_only_its_own_tail(tmp_path):
     killed_master(tmp_path, 1, 5)
     b = MessageStore(tmp_path)
@@ -86,7 +83,6 @@ def test_a_sealed_segment_shorter_than_its_seal_loses_only_its_own_tail(tmp_path
     store.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 6: a short replay leaves the next master the same replay")
 def test_a_replay_makes_a_checkpoint_due_at_once(tmp_path):
     killed_master(tmp_path, 1, 30)
     store = MessageStore(tmp_path, checkpoint_interval_ms=3_600_000)
@@ -96,7 +92,6 @@ def test_a_replay_makes_a_checkpoint_due_at_once(tmp_path):
     store.close(checkpoint=False)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 6: replay grows with every short term")
 def test_replay_stays_flat_over_20_short_terms(tmp_path):
     replays = []
     for term in range(20):
@@ -110,7 +105,6 @@ def test_replay_stays_flat_over_20_short_terms(tmp_path):
     assert len(ids(store)) == 400
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 6: no bound on the journal since the last checkpoint")
 def test_checkpoint_journal_bytes_bounds_the_journal_since_the_last_checkpoint(tmp_path):
     store = MessageStore(tmp_path, checkpoint_interval_ms=3_600_000, checkpoint_journal_bytes=10_000)
     store.open(epoch=1)

@@ -21,11 +21,24 @@ content, never by the file size.
 
 Recovery.  ``open()`` loads the newest valid checkpoint and replays only the
 batches written after it.  A batch is applied whole or not at all.  A torn
-tail (an incomplete last write) is truncated with a warning.  A corrupt batch
-with data after it is an error: replay stops there, because later batches may
-ack or depend on what was lost; that segment is truncated at the bad batch and
-any later segments are moved aside.  Whatever is cut off is first copied to
-``quarantine/`` so an operator can inspect it: nothing is deleted.
+tail (an incomplete last write) is truncated with a warning.  Damage with
+valid batches after it (a flipped bit, a lost page) is corruption: replay
+resynchronises on the next batch that verifies (see hamq.store.scan), logs an
+ERROR naming the segment, the offsets and the bytes skipped, and delivers
+every intact batch, so one flipped bit costs at most the batch it hits.  A
+sealed segment that ends badly (shorter than its seal after a power loss, or
+damaged at its end) loses that tail only; the segments after it are kept.
+Whatever is skipped or cut off is first copied to ``quarantine/`` so an
+operator can inspect it: nothing is deleted.
+
+A takeover trusts nothing it did not make durable itself: the old master may
+have written its last batches without an fsync.  So every segment replay
+read is fsynced *before* the new segment's header seals it and before
+``durable_lsn`` covers it; a duplicate found in that tail is therefore
+receipted only for a durable record.  A replay makes a checkpoint due at
+once (the master term writes it in its checkpoint thread), and a checkpoint
+is also due whenever ``checkpoint_journal_bytes`` were written since the
+last, so what a takeover replays is bounded by that, not by the kill history.
 
 Fencing.  Only the master writes, and ``fence()`` (from the lock's lease) is
 called before every batch, segment rollover, checkpoint and cleanup; if it
@@ -82,6 +95,7 @@ from hamq.store.index import (
     KeyIndex,
     decode_checkpoint,
     encode_checkpoint,
+    fsync_dir,
 )
 from hamq.store.index import (
     write_checkpoint as write_checkpoint_file,
@@ -89,13 +103,13 @@ from hamq.store.index import (
 from hamq.store.journal import (
     SYNC_STRATEGIES,
     Journal,
-    SegmentScan,
     blank_file_range,
     copy_aside,
     list_segments,
     quarantine_path,
     read_segment_header,
     segment_name,
+    sync_file,
 )
 from hamq.store.ops import (
     Ack,
@@ -108,12 +122,14 @@ from hamq.store.ops import (
     RememberId,
     StoredMessage,
 )
+from hamq.store.scan import SegmentScan, Skip
 
 log = logging.getLogger("hamq.store")
 
 MiB = 1024 * 1024
 PAGE = 1024  # refs per page in iter_pending
-EARLY_CHECKPOINT_OPS = 10_000  # a replay this long makes the first maybe_checkpoint() write one
+#: default of checkpointJournalBytes: a checkpoint is due once this much journal was written since the last
+CHECKPOINT_JOURNAL_BYTES = 32 * MiB
 
 
 @dataclass
@@ -125,6 +141,7 @@ class RecoveryReport:
     checkpoint_lsn: int = 0
     replayed_batches: int = 0
     replayed_ops: int = 0
+    replayed_bytes: int = 0
     last_lsn: int = 0
     pending_messages: int = 0
     keys: int = 0
@@ -132,6 +149,7 @@ class RecoveryReport:
     sealed: Optional[Tuple[int, int, int]] = None  # (segment, length, its epoch) sealed by this open
     problems: List[str] = field(default_factory=list)  # every torn tail / corruption, as logged
     quarantined: List[str] = field(default_factory=list)  # files under quarantine/ created by this open
+    skipped: List[Tuple[int, int, int]] = field(default_factory=list)  # (segment, start, end) replay stepped over
     duration_s: float = 0.0
 
 
@@ -162,6 +180,7 @@ class MessageStore:
         fence: Optional[Callable[[], None]] = None,
         audit_size: int = 100_000,
         preallocate: bool = True,
+        checkpoint_journal_bytes: int = CHECKPOINT_JOURNAL_BYTES,
     ) -> None:
         if sync_strategy not in SYNC_STRATEGIES:
             raise ValueError(
@@ -176,6 +195,10 @@ class MessageStore:
         ):
             if value < 0:
                 raise ValueError(f"{name}={value} is negative; use 0 or more milliseconds")
+        if checkpoint_journal_bytes < 1:
+            raise ValueError(f"checkpoint_journal_bytes={checkpoint_journal_bytes} is too small; use 1 or more bytes")
+        self.checkpoint_journal_bytes = checkpoint_journal_bytes
+        self._ckpt_bytes = 0  # journal.bytes_written when the last checkpoint was taken
         self.directory = os.fspath(directory)
         self.sync_strategy = sync_strategy
         self.checkpoint_interval = checkpoint_interval_ms / 1000.0
@@ -211,8 +234,11 @@ class MessageStore:
         self._open = True
         self.epoch = epoch
         self._last_checkpoint = self._last_cleanup = time.monotonic()
-        if report.replayed_ops >= EARLY_CHECKPOINT_OPS:
-            self._last_checkpoint -= self.checkpoint_interval  # due at once: spare the next start this replay
+        self._ckpt_bytes = self._journal.bytes_written - report.replayed_bytes
+        if report.replayed_batches:
+            # due at once: a term that ends before checkpointInterval must not leave this replay to the next
+            # master too, or takeover time grows with every short term
+            self._last_checkpoint -= self.checkpoint_interval
         log.info(
             "store %s open: epoch %d, %d pending messages in %d keys, replayed %d batches after %s in %.3fs",
             self.directory, epoch, report.pending_messages, report.keys, report.replayed_batches,
@@ -228,6 +254,7 @@ class MessageStore:
     def _quarantine(self, report: RecoveryReport, path: str) -> None:
         dest = quarantine_path(self.directory, os.path.basename(path))
         os.replace(path, dest)
+        fsync_dir(os.path.dirname(dest))  # the store directory is fsynced with the new segment
         report.quarantined.append(dest)
 
     def _recover(self, epoch: int) -> RecoveryReport:
@@ -336,12 +363,21 @@ class MessageStore:
         # 3. replay the batches after the checkpoint
         end_pos = pos
         k = start_k
+        scanned: List[str] = []
+        lost_tail = False  # the previous segment lost its tail: its successor may start past next_lsn
         while k < len(chain):
             n, h = chain[k]
             if k > start_k:
                 pos = SEGMENT_HEADER_SIZE
                 if h.prev_segment != chain[k - 1][0]:
                     log.warning("journal gap before %s; continuing at its first lsn %d", segment_name(n), h.first_lsn)
+                    next_lsn = h.first_lsn
+                elif h.first_lsn > next_lsn and lost_tail:
+                    self._problem(
+                        report, logging.ERROR, "journal segment %s starts at lsn %d: lsns %d-%d went with the "
+                        "damaged tail of %s; replay goes on", segment_name(n), h.first_lsn, next_lsn,
+                        h.first_lsn - 1, segment_name(chain[k - 1][0]),
+                    )
                     next_lsn = h.first_lsn
                 elif h.first_lsn != next_lsn:
                     self._problem(
@@ -353,6 +389,7 @@ class MessageStore:
                     del chain[k:]
                     break
             scan = SegmentScan(j.path(n), pos, limit_of(k), h.epoch, next_lsn)
+            scanned.append(j.path(n))
             for lsn, poff, payload in scan:
                 try:
                     ops = list(iter_ops(payload))
@@ -364,15 +401,28 @@ class MessageStore:
                     self._apply(op, n, poff)
                 report.replayed_batches += 1
                 report.replayed_ops += len(ops)
+                report.replayed_bytes += BATCH_HEADER_SIZE + len(payload)
+            for skip in scan.skips:
+                self._skipped(report, n, skip)
             next_lsn = scan.next_lsn
             end_pos = scan.end
+            lost_tail = bool(scan.problem)
             if scan.fill_tail:
                 os.truncate(j.path(n), scan.end)  # unused preallocated space of a writer that did not close
                 limits[n] = scan.end
-            if scan.problem:
+            if scan.problem and k + 1 < len(chain):
+                self._damaged_sealed(report, n, scan)  # a torn or damaged tail of this segment only
+            elif scan.problem:
                 self._cut(report, chain, k, scan)
                 break
             k += 1
+
+        # 3b. what replay found is durable before anything relies on it: the old master may have
+        # written it without an fsync (killed in between), and the seal below must never cover
+        # bytes a power loss could still take away
+        for path in scanned:
+            if os.path.exists(path):
+                sync_file(path)
 
         # 4. a new segment whose header seals the last one
         for ki in self._keys.values():
@@ -396,8 +446,41 @@ class MessageStore:
         report.keys = len(self._keys)
         return report
 
+    def _skipped(self, report: RecoveryReport, n: int, skip: Skip) -> None:
+        """Mid-segment damage that replay stepped over: log it and keep the bytes in quarantine/."""
+        saved = copy_aside(self.directory, self._journal.path(n), skip.start, skip.end)
+        if saved:
+            report.quarantined.append(saved)
+        report.skipped.append((n, skip.start, skip.end))
+        lost = skip.resumed - skip.first_lost
+        self._problem(
+            report, logging.ERROR, "corrupt data in journal segment %s at offsets %d-%d (%s): skipped %d bytes "
+            "(%d batch%s, lsn %d%s), copied to %s; replay resumed at the next valid batch (lsn %d)",
+            segment_name(n), skip.start, skip.end, skip.why, skip.end - skip.start, lost, "" if lost == 1 else "es",
+            skip.first_lost, "" if lost == 1 else f"-{skip.resumed - 1}", saved, skip.resumed,
+        )
+
+    def _damaged_sealed(self, report: RecoveryReport, n: int, scan: SegmentScan) -> None:
+        """An older segment (sealed) ends badly: a torn tail of that segment only; later ones stay in the journal.
+
+        Its bytes are left in place (the seal, not the file size, says where it ends)."""
+        path = self._journal.path(n)
+        end = min(scan.size, scan.limit)
+        if scan.size < scan.limit:
+            what = f"is {scan.size} bytes, shorter than its seal at {scan.limit} (a crash took bytes nobody fsynced)"
+        else:
+            what = f"has damage at offset {scan.end} ({scan.problem}) before its seal at {scan.limit}"
+        saved = None if scan.blank_rest else copy_aside(self.directory, path, scan.end, end)
+        if saved:
+            report.quarantined.append(saved)
+        self._problem(
+            report, logging.ERROR if saved else logging.WARNING, "sealed journal segment %s %s: its last %d bytes "
+            "are a torn tail%s; the following segments are kept and replayed",
+            segment_name(n), what, max(0, scan.limit - scan.end), f", copied to {saved}" if saved else "",
+        )
+
     def _cut(self, report: RecoveryReport, chain, k: int, scan: SegmentScan) -> None:
-        """Drop everything from a bad batch on: copy it aside, truncate, move later segments aside."""
+        """The newest segment ends badly: copy the rest aside, truncate it at the last valid batch."""
         n, _h = chain[k]
         path = self._journal.path(n)
         size = os.path.getsize(path)
@@ -409,8 +492,8 @@ class MessageStore:
             )
         else:
             self._problem(
-                report, logging.ERROR, "corrupt record in journal segment %s at offset %d (%s): data after it "
-                "cannot be trusted; truncated, %d bytes dropped%s", segment_name(n), scan.end, scan.problem,
+                report, logging.ERROR, "corrupt record in journal segment %s at offset %d (%s) with no valid batch "
+                "after it: truncated, %d bytes copied to quarantine/%s", segment_name(n), scan.end, scan.problem,
                 size - scan.end, f", later segments {later} moved to quarantine/" if later else "",
             )
         saved = None if scan.blank_rest else copy_aside(self.directory, path, scan.end, size)
@@ -628,6 +711,16 @@ class MessageStore:
         self.write_checkpoint(snap)
         return True
 
+    def checkpoint_due(self, now: Optional[float] = None) -> bool:
+        """``checkpoint_interval_ms`` passed, or ``checkpoint_journal_bytes`` were written, since the last one.
+
+        The byte bound is what keeps a takeover's replay bounded under a heavy load.
+        """
+        now = time.monotonic() if now is None else now
+        if now - self._last_checkpoint >= self.checkpoint_interval:
+            return True
+        return self._journal.bytes_written - self._ckpt_bytes >= self.checkpoint_journal_bytes
+
     def maybe_snapshot_checkpoint(self, now: Optional[float] = None) -> Optional["CheckpointSnapshot"]:
         """Like ``maybe_checkpoint`` but only phase 1; hand the result to ``write_checkpoint`` in a worker.
 
@@ -635,7 +728,7 @@ class MessageStore:
         million pending messages); doing it in a thread keeps the event loop free.
         """
         now = time.monotonic() if now is None else now
-        if not self._open or now - self._last_checkpoint < self.checkpoint_interval:
+        if not self._open or not self.checkpoint_due(now):
             return None
         self._last_checkpoint = now
         if self._journal.written_lsn == self._ckpt_lsn:
@@ -652,6 +745,7 @@ class MessageStore:
             raise StoreError("the store is not open; call open(epoch) first")
         j = self._journal
         lsn, seg, off = j.written_lsn, j.segment, j.offset
+        self._ckpt_bytes = j.bytes_written
         live = {s: n for s, n in self._live.items() if n > 0}
         self._live = live
         parts = encode_checkpoint(
