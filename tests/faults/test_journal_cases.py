@@ -134,3 +134,63 @@ def test_case6_replay_at_takeover_stays_bounded_over_20_short_terms(make_group):
     assert max(replays) <= bound, f"replay grew with the kill history: {replays} (bound {bound})"
     delivered = drain(master.port, "/queue/q", idle_s=3)
     assert len(delivered) == 20 * per_term
+
+
+def test_takeovers_killed_at_each_step_of_their_recovery_then_power_cut_lose_nothing(make_group):
+    """Attack the case 4 and 6 fixes: each new master dies at another step of its takeover.
+
+    A dies between a batch write and its fsync; B after its fsync of the replayed tail (before
+    its seal); C after writing its seal (before that fsync); D after its first checkpoint, at
+    the rename of its second; E takes over; then the power goes out everywhere. Every receipted
+    message, and the unreceipted one whose failover resend was receipted as a duplicate, is
+    delivered, and no segment goes to quarantine.
+    """
+    group = make_group(keep_alive_ms=300, kahadb_attrs='checkpointInterval="3600000" checkpointJournalBytes="64kb"')
+    iolog = group.root / "iolog"
+    paths = ("*/db-*.log", "*/index.ckpt*")
+    spec = {name: FaultSpec(group.root, name).record_io(iolog, paths) for name in "abcde"}
+    die_a = spec["a"].rule("after-write", ops=["pwrite", "write"], path="*/kahadb/db-*.log", data_prefix=BATCH_MAGIC,
+                           when="after", action="kill", armed=False)
+    die_b = spec["b"].rule("after-tail-fsync", ops=["fsync", "fdatasync"], path="*/kahadb/db-*.log", when="after",
+                           action="kill")
+    die_c = spec["c"].rule("after-seal-write", ops=["pwrite", "write"], path="*/kahadb/db-*.log",
+                           data_prefix="HAMQSEG1", when="after", action="kill")
+    die_d = spec["d"].rule("at-second-checkpoint-rename", ops=["rename", "replace"], path="*index.ckpt*", nth=2,
+                           when="before", action="kill")
+    a = group.add("a", spec["a"])
+    group.wait_master()
+    for name in "bcde":
+        group.wait_slave(group.add(name, spec[name]))
+    client = StompClient.open(a.port)
+    receipted = [f"a{i}" for i in range(5)]
+    assert all(_send(client, "/queue/q", m) == "RECEIPT" for m in receipted)
+    die_a.arm()
+    client.send("/queue/q", b"u", receipt="u", persistent="true", **{"message-id": "u", "_AMQ_DUPL_ID": "u"})
+    for rule in (die_a, die_b, die_c):
+        rule.wait()
+    d = group.wait_master(exclude=[group["a"], group["b"], group["c"]])
+    assert d.name == "d", f"{d.name} took over; B and C should have died on their way"
+    client = StompClient.open(d.port)
+    assert _send(client, "/queue/q", "u") == "RECEIPT"  # the failover resend: a duplicate of the replayed tail
+    receipted.append("u")
+    sent = 0
+    while not die_d.events():
+        msg_id = f"d{sent}"
+        if _send(client, "/queue/q", msg_id, msg_id.encode() + b":" + b"x" * 4000) != "RECEIPT":
+            break
+        receipted.append(msg_id)
+        sent += 1
+        assert sent < 200, "D never wrote its second checkpoint"
+    die_d.wait()
+    group.wait_master(exclude=[group[n] for n in "abcd"])
+    group.kill_all()
+    cut = power_cut(iolog, group.kahadb)
+    for broker in group.brokers.values():
+        broker.start()
+    master = group.wait_master()
+    delivered = [f.body.split(b":")[0].decode() for f in drain(master.port, "/queue/q")]
+    print(f"power cut put back {cut.files}; delivered {delivered}; quarantine {journal.quarantine(group.kahadb)}")
+    missing = [m for m in receipted if m not in delivered]
+    assert not missing, f"receipted messages lost: {missing}"
+    assert len(delivered) == len(set(delivered)), f"delivered twice: {delivered}"
+    assert not journal.quarantined_segment_epochs(group.kahadb), journal.quarantine(group.kahadb)
