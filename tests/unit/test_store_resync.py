@@ -10,6 +10,8 @@ import os
 import random
 import shutil
 
+import pytest
+
 from hamq.store import AddMessage, MessageStore
 from hamq.store.codec import BATCH_HEADER_SIZE, encode_add, pack_batch
 
@@ -116,3 +118,24 @@ def test_any_single_bit_flip_loses_at_most_the_batch_it_hits(tmp_path):
         expected = [f"id-{i}" for i in range(n) if i != hit]
         assert got == expected, f"bit {bit} of byte {off} (batch {hit}): {got}; {report.problems}"
         assert os.listdir(d / "quarantine"), "the damaged bytes must be kept"
+
+
+@pytest.mark.parametrize("which", ["middle", "newest"])
+def test_a_flipped_bit_in_a_segment_header_loses_no_batch(tmp_path, which):
+    store = MessageStore(tmp_path, sync_strategy="never", max_segment_bytes=4096)
+    store.open(epoch=1)
+    for i in range(40):
+        store.append([AddMessage("queue:a", f"id-{i}", [], bytes([i]) * 150)])
+    store.close(checkpoint=False)
+    segs = sorted(int(n[3:-4]) for n in os.listdir(tmp_path) if n.endswith(".log"))
+    victim = segs[1] if which == "middle" else segs[-1]
+    path = tmp_path / f"db-{victim}.log"
+    data = bytearray(path.read_bytes())
+    data[20] ^= 0x10  # inside the sealed length / epoch fields: the header crc fails
+    path.write_bytes(bytes(data))
+    again = MessageStore(tmp_path)
+    report = again.open(epoch=2)
+    assert [again.read(r).message_id for r in again.iter_pending("queue:a")] == [f"id-{i}" for i in range(40)]
+    assert any("damaged header" in p for p in report.problems), report.problems
+    assert not [q for q in report.quarantined if q.endswith(".log") or ".log." in q and ".from-" not in q]
+    again.close()

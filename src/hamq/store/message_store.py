@@ -122,7 +122,7 @@ from hamq.store.ops import (
     RememberId,
     StoredMessage,
 )
-from hamq.store.scan import SegmentScan, Skip
+from hamq.store.scan import SegmentScan, Skip, verified_batch
 
 log = logging.getLogger("hamq.store")
 
@@ -269,10 +269,15 @@ class MessageStore:
         # 1. the chain of segments, each with a valid header, epochs never going down
         chain: List[Tuple[int, SegmentHeader]] = []
         segs = list_segments(d)
+        rebuilt = set()  # segments whose damaged header was rebuilt from their content
         for i, n in enumerate(segs):
             h = read_segment_header(j.path(n))
             why = None
             if h is None or h.segment != n:
+                h = self._rebuild_header(report, n, chain[-1][1] if chain else None, last=i == len(segs) - 1)
+                if h is not None:
+                    rebuilt.add(n)
+            if h is None:
                 why = "its header is unreadable"
             elif chain and h.epoch < chain[-1][1].epoch:
                 why = f"it was created by stale epoch {h.epoch} after epoch {chain[-1][1].epoch}"
@@ -369,7 +374,9 @@ class MessageStore:
             n, h = chain[k]
             if k > start_k:
                 pos = SEGMENT_HEADER_SIZE
-                if h.prev_segment != chain[k - 1][0]:
+                if n in rebuilt:
+                    next_lsn = h.first_lsn if h.first_lsn > 0 else next_lsn
+                elif h.prev_segment != chain[k - 1][0]:
                     log.warning("journal gap before %s; continuing at its first lsn %d", segment_name(n), h.first_lsn)
                     next_lsn = h.first_lsn
                 elif h.first_lsn > next_lsn and lost_tail:
@@ -445,6 +452,38 @@ class MessageStore:
         report.pending_messages = sum(self._live.values())
         report.keys = len(self._keys)
         return report
+
+    def _rebuild_header(self, report: RecoveryReport, n: int, prev: Optional[SegmentHeader],
+                        last: bool) -> Optional[SegmentHeader]:
+        """A segment whose header does not verify: rebuild what replay needs from its first batch.
+
+        Without a valid first batch only a segment with later ones is kept (its seal is lost, so
+        the one before it is read to its end).  The damaged header is copied to quarantine/.
+        """
+        path = self._journal.path(n)
+        with open(path, "rb") as f:
+            head = f.read(SEGMENT_HEADER_SIZE + BATCH_HEADER_SIZE)
+            if len(head) < SEGMENT_HEADER_SIZE:
+                return None  # a crash while creating it: nothing was ever written after the header
+            first = None
+            if len(head) == SEGMENT_HEADER_SIZE + BATCH_HEADER_SIZE:
+                length = int.from_bytes(head[SEGMENT_HEADER_SIZE + 4 : SEGMENT_HEADER_SIZE + 8], "little")
+                f.seek(SEGMENT_HEADER_SIZE)
+                first = verified_batch(f.read(min(BATCH_HEADER_SIZE + length, MAX_BATCH_PAYLOAD)), 0)
+        if first is not None and (prev is None or first.epoch >= prev.epoch):
+            epoch, first_lsn = first.epoch, first.lsn
+        elif not last and prev is not None:
+            epoch, first_lsn = prev.epoch, 0
+        else:
+            return None
+        saved = copy_aside(self.directory, path, 0, SEGMENT_HEADER_SIZE)
+        report.quarantined.append(saved)
+        self._problem(
+            report, logging.ERROR, "journal segment %s has a damaged header (copied to %s); rebuilt from its "
+            "content: epoch %d, first lsn %s; the segment before it is read to its end", segment_name(n), saved,
+            epoch, first_lsn or "unknown",
+        )
+        return SegmentHeader(n, -1, 0, epoch, first_lsn)
 
     def _skipped(self, report: RecoveryReport, n: int, skip: Skip) -> None:
         """Mid-segment damage that replay stepped over: log it and keep the bytes in quarantine/."""
