@@ -23,9 +23,10 @@ Recovery.  ``open()`` loads the newest valid checkpoint and replays only the
 batches written after it.  A batch is applied whole or not at all.  A torn
 tail (an incomplete last write) is truncated with a warning.  Damage with
 valid batches after it (a flipped bit, a lost page) is corruption: replay
-resynchronises on the next batch that verifies (see hamq.store.scan), logs an
-ERROR naming the segment, the offsets and the bytes skipped, and delivers
-every intact batch, so one flipped bit costs at most the batch it hits.  A
+resynchronises on the next batch that verifies (hamq.store.scan; the replay
+itself is hamq.store.recovery), logs an ERROR naming the segment, the
+offsets and the bytes skipped, and delivers every intact batch, so one
+flipped bit costs at most the batch it hits.  A
 sealed segment that ends badly (shorter than its seal after a power loss, or
 damaged at its end) loses that tail only; the segments after it are kept.
 Whatever is skipped or cut off is first copied to ``quarantine/`` so an
