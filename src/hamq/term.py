@@ -121,6 +121,7 @@ class MasterTerm:
             sync_interval_ms=p.journal_disk_sync_interval_ms,
             max_segment_bytes=p.journal_max_file_length,
             checkpoint_interval_ms=p.checkpoint_interval_ms,
+            checkpoint_journal_bytes=p.checkpoint_journal_bytes,
             cleanup_interval_ms=p.cleanup_interval_ms,
             fence=self.lease.check_fence if self.lease is not None else None,
             preallocate=self.local_store,

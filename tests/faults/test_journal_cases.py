@@ -7,11 +7,10 @@ from __future__ import annotations
 import re
 import time
 
-import pytest
 from faultlab import journal
 from faultlab.faults import BATCH_MAGIC, FaultSpec, power_cut
 from faultlab.group import DEADLINE_S
-from faultlab.stomp import StompClient, drain
+from faultlab.stomp import Closed, StompClient, drain
 
 NEVER_CHECKPOINT = 'checkpointInterval="3600000"'
 
@@ -22,8 +21,6 @@ def _send(client: StompClient, destination: str, msg_id: str, body: bytes = None
     return client.request("SEND", headers, body if body is not None else msg_id.encode()).command
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 4: a takeover seals bytes nobody fsynced; after a power cut "
-                                       "the next master quarantines the new master's receipted messages")
 def test_case4_power_cut_after_a_takeover_loses_none_of_the_new_masters_receipts(make_group):
     group = make_group(keep_alive_ms=300)
     iolog = group.root / "iolog"
@@ -39,7 +36,7 @@ def test_case4_power_cut_after_a_takeover_loses_none_of_the_new_masters_receipts
     assert all(_send(client, "/queue/q", m) == "RECEIPT" for m in before)
 
     die.arm()  # A writes the next batch, then dies before its fsync: the bytes are only in the page cache
-    client.send("/queue/q", b"unsynced", receipt="u", persistent="true", **{"message-id": "u", "_AMQ_DUPL_ID": "u"})
+    client.send("/queue/q", b"u", receipt="u", persistent="true", **{"message-id": "u", "_AMQ_DUPL_ID": "u"})
     die.wait()
     a.proc.wait(DEADLINE_S)
     group.wait_master(exclude=[a])
@@ -74,8 +71,6 @@ def _fill(group, count: int):
     return broker, ids
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 5: one flipped bit in the middle of a segment loses every "
-                                       "batch after it")
 def test_case5_one_flipped_bit_in_batch_50_of_300_loses_at_most_that_batch(make_group):
     group = make_group(kahadb_attrs=NEVER_CHECKPOINT)
     broker, ids = _fill(group, 300)
@@ -113,8 +108,6 @@ def _replayed_batches(broker, opens_before: int) -> int:
                          f"log line after the takeover; log tail:\n{broker.log()[-2000:]}")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 6: a master that lives less than checkpointInterval leaves the "
-                                       "whole journal to replay, so replay grows with every kill")
 def test_case6_replay_at_takeover_stays_bounded_over_20_short_terms(make_group):
     per_term = 20
     group = make_group(kahadb_attrs='checkpointInterval="120000"')
@@ -141,3 +134,67 @@ def test_case6_replay_at_takeover_stays_bounded_over_20_short_terms(make_group):
     assert max(replays) <= bound, f"replay grew with the kill history: {replays} (bound {bound})"
     delivered = drain(master.port, "/queue/q", idle_s=3)
     assert len(delivered) == 20 * per_term
+
+
+def test_takeovers_killed_at_each_step_of_their_recovery_then_power_cut_lose_nothing(make_group):
+    """Attack the case 4 and 6 fixes: each new master dies at another step of its takeover.
+
+    A dies between a batch write and its fsync; B after its fsync of the replayed tail (before
+    its seal); C after writing its seal (before that fsync); D after its first checkpoint, at
+    the rename of its second; E takes over; then the power goes out everywhere. Every receipted
+    message, and the unreceipted one whose failover resend was receipted as a duplicate, is
+    delivered, and no segment goes to quarantine.
+    """
+    group = make_group(keep_alive_ms=300, kahadb_attrs='checkpointInterval="3600000" checkpointJournalBytes="64kb"')
+    iolog = group.root / "iolog"
+    paths = ("*/db-*.log", "*/index.ckpt*")
+    spec = {name: FaultSpec(group.root, name).record_io(iolog, paths) for name in "abcde"}
+    die_a = spec["a"].rule("after-write", ops=["pwrite", "write"], path="*/kahadb/db-*.log", data_prefix=BATCH_MAGIC,
+                           when="after", action="kill", armed=False)
+    die_b = spec["b"].rule("after-tail-fsync", ops=["fsync", "fdatasync"], path="*/kahadb/db-*.log", when="after",
+                           action="kill")
+    die_c = spec["c"].rule("after-seal-write", ops=["pwrite", "write"], path="*/kahadb/db-*.log",
+                           data_prefix="HAMQSEG1", when="after", action="kill")
+    die_d = spec["d"].rule("at-second-checkpoint-rename", ops=["rename", "replace"], path="*index.ckpt*", nth=2,
+                           when="before", action="kill")
+    a = group.add("a", spec["a"])
+    group.wait_master()
+    for name in "bcde":
+        group.wait_slave(group.add(name, spec[name]))
+    client = StompClient.open(a.port)
+    receipted = [f"a{i}" for i in range(5)]
+    assert all(_send(client, "/queue/q", m) == "RECEIPT" for m in receipted)
+    die_a.arm()
+    client.send("/queue/q", b"u", receipt="u", persistent="true", **{"message-id": "u", "_AMQ_DUPL_ID": "u"})
+    for rule in (die_a, die_b, die_c):
+        rule.wait()
+    d = group.wait_master(exclude=[group["a"], group["b"], group["c"]])
+    assert d.name == "d", f"{d.name} took over; B and C should have died on their way"
+    client = StompClient.open(d.port)
+    assert _send(client, "/queue/q", "u") == "RECEIPT"  # the failover resend: a duplicate of the replayed tail
+    receipted.append("u")
+    sent = 0
+    while not die_d.events():
+        msg_id = f"d{sent}"
+        try:
+            answer = _send(client, "/queue/q", msg_id, msg_id.encode() + b":" + b"x" * 4000)
+        except Closed:
+            break  # D died at its checkpoint while this SEND waited: never receipted
+        if answer != "RECEIPT":
+            break
+        receipted.append(msg_id)
+        sent += 1
+        assert sent < 2000, "D never wrote its second checkpoint"
+        time.sleep(0.005)  # paced, so that D's checkpoint ticks see the journal grow
+    die_d.wait()
+    group.wait_master(exclude=[group[n] for n in "abcd"])
+    group.kill_all()
+    cut = power_cut(iolog, group.kahadb)
+    last = group.add("f")  # without kill rules: the drain below must not meet another kill
+    group.wait_master()
+    delivered = [f.body.split(b":")[0].decode() for f in drain(last.port, "/queue/q")]
+    print(f"power cut put back {cut.files}; delivered {delivered}; quarantine {journal.quarantine(group.kahadb)}")
+    missing = [m for m in receipted if m not in delivered]
+    assert not missing, f"receipted messages lost: {missing}"
+    assert len(delivered) == len(set(delivered)), f"delivered twice: {delivered}"
+    assert not journal.quarantined_segment_epochs(group.kahadb), journal.quarantine(group.kahadb)

@@ -76,8 +76,6 @@ def _boundary_specs(group, iolog):
     return specs, rules
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 4: a kill between a journal write and its fsync, a takeover "
-                                       "and a power cut lose the new master's receipted messages")
 def test_random_kills_at_write_boundaries_then_power_cut_lose_nothing(make_group, rng):
     group = make_group(keep_alive_ms=500)
     iolog = group.root / "iolog"
@@ -247,8 +245,6 @@ def test_random_journal_truncation_loses_only_what_was_cut(make_group, rng):
         group.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 case 5: a single flipped bit in the middle of a segment loses "
-                                       "every batch after it")
 def test_random_bit_flips_lose_at_most_the_batch_they_hit(make_group, rng):
     losses = []
     for trial in range(4):

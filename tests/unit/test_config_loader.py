@@ -143,6 +143,12 @@ def test_sizes(tmp_path, dirs, text, expected):
     assert cfg.persistence.journal_max_file_length == expected
 
 
+def test_checkpoint_journal_bytes_defaults_to_32mb_and_takes_a_size(tmp_path, dirs):
+    assert load_config(write(tmp_path, minimal(dirs["kaha"]))).persistence.checkpoint_journal_bytes == 32 * 1024**2
+    cfg = load_config(write(tmp_path, minimal(dirs["kaha"], kahadb_attrs='checkpointJournalBytes="8mb"')))
+    assert cfg.persistence.checkpoint_journal_bytes == 8 * 1024**2
+
+
 def test_unknown_attribute_suggests_the_closest_name_and_gives_the_line(tmp_path, dirs):
     text = minimal(
         dirs["kaha"],
@@ -176,6 +182,11 @@ def test_unknown_element_without_close_match_lists_what_is_allowed(tmp_path, dir
         ('journalMaxFileLength="32 parsecs"', "not a size"),
         ('journalMaxFileLength="1kb"', "out of range"),
         ('enableJournalDiskSyncs="true"', "not supported"),
+        ('checkpointJournalBytes="lots"', "not a size"),
+        ('checkpointJournalBytes="4kb"', "out of range"),
+        ('checkpointJournalBytes="0"', "out of range"),
+        ('checkpointJournalBytes="2048gb"', "out of range"),
+        ('checkpointJournalByte="32mb"', 'did you mean "checkpointJournalBytes"'),
     ],
 )
 def test_bad_kahadb_values(tmp_path, dirs, attrs, needle):

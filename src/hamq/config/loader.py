@@ -327,6 +327,7 @@ def _read_kahadb(ctx: _Ctx, el: Element, namespace: str) -> KahaDBConfig:
             "journalDiskSyncInterval",
             "journalMaxFileLength",
             "checkpointInterval",
+            "checkpointJournalBytes",
             "cleanupInterval",
             "allowUnsafeStorage",
         ),
@@ -351,6 +352,9 @@ def _read_kahadb(ctx: _Ctx, el: Element, namespace: str) -> KahaDBConfig:
     )
     cfg.checkpoint_interval_ms = attrs.typed(
         "checkpointInterval", parse_int, cfg.checkpoint_interval_ms, 1, INT32_MAX, "ms"
+    )
+    cfg.checkpoint_journal_bytes = attrs.typed(
+        "checkpointJournalBytes", parse_size, cfg.checkpoint_journal_bytes, 64 * 1024, 1 << 40
     )
     cfg.cleanup_interval_ms = attrs.typed(
         "cleanupInterval", parse_int, cfg.cleanup_interval_ms, 1, INT32_MAX, "ms"

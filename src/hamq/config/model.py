@@ -34,6 +34,8 @@ class KahaDBConfig:
     journal_disk_sync_interval_ms: int = 1000
     journal_max_file_length: int = 32 * MiB
     checkpoint_interval_ms: int = 5000
+    #: a checkpoint is also due once this much journal was written since the last (bounds a takeover's replay)
+    checkpoint_journal_bytes: int = 32 * MiB
     cleanup_interval_ms: int = 30000
     allow_unsafe_storage: bool = False
     locker: LockerConfig = field(default_factory=LockerConfig)

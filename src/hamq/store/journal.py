@@ -1,4 +1,4 @@
-"""Segment files on disk: the writer (with group commit) and the recovery scanner.
+"""Segment files on disk: the writer (with group commit); the recovery scanner is hamq.store.scan.
 
 The writer is the only code that writes journal bytes.  With
 ``journalDiskSyncStrategy="always"``, ``write()`` only queues a batch in
@@ -44,16 +44,12 @@ import os
 import re
 import threading
 import time
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from hamq.store.codec import (
-    BATCH_FIELDS,
     BATCH_HEADER_SIZE,
-    BATCH_MAGIC,
-    BATCH_PREFIX_SIZE,
     SEGMENT_HEADER_SIZE,
     SegmentHeader,
-    crc32,
     pack_batch,
     pack_segment_header,
     unpack_segment_header,
@@ -141,6 +137,20 @@ def blank_file_range(path: str, start: int, end: int) -> bool:
     return True
 
 
+def sync_file(path: str) -> None:
+    """fsync a file another process may have written: the page cache is shared, so this makes its bytes durable."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise StoreError(f"cannot open journal segment {path} to fsync it: {exc}") from exc
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        raise StoreError(f"fsync of journal segment {path} failed: {exc}; it cannot be sealed as durable") from exc
+    finally:
+        os.close(fd)
+
+
 def quarantine_path(directory: str, name: str) -> str:
     """A fresh path under ``<dir>/quarantine`` for bytes recovery refuses: set aside, never deleted."""
     qdir = os.path.join(directory, QUARANTINE)
@@ -152,115 +162,6 @@ def quarantine_path(directory: str, name: str) -> str:
         n += 1
         path = f"{base}.{n}"
     return path
-
-
-class SegmentScan:
-    """Iterate the valid batches of one segment from ``start`` up to ``limit``.
-
-    Yields ``(lsn, payload_offset, payload)``.  Afterwards ``end`` is the byte
-    after the last valid batch and ``problem`` says why the scan stopped early
-    (None when it reached ``limit`` cleanly); ``torn`` tells a torn tail
-    (an incomplete last write, expected after a crash) from corruption with
-    data after it.
-    """
-
-    def __init__(self, path: str, start: int, limit: int, epoch: int, next_lsn: int) -> None:
-        self.path, self.start, self.limit, self.epoch = path, start, limit, epoch
-        self.next_lsn = next_lsn
-        self.end = start
-        self.problem: Optional[str] = None
-        self.torn = False
-        self.batches = 0
-        #: the scan stopped cleanly at unused preallocated space (fill up to ``limit``)
-        self.fill_tail = False
-        #: what follows ``end`` is zeros and fill only (set when a problem was found)
-        self.blank_rest = False
-
-    def __iter__(self) -> Iterator[Tuple[int, int, memoryview]]:
-        """Yields (lsn, payload offset in the file, payload as a view valid until the next step)."""
-        limit = self.limit
-        try:
-            f = open(self.path, "rb", buffering=0)
-        except OSError as exc:
-            raise StoreError(f"cannot open journal segment {self.path}: {exc}") from exc
-        unpack = BATCH_FIELDS.unpack_from
-        with f:
-            f.seek(self.start)
-            pos = self.start
-            buf, base = b"", pos  # buf holds file bytes [base, base + len(buf))
-            view = memoryview(buf)
-            while pos < limit:
-                remaining = limit - pos
-                if remaining < BATCH_HEADER_SIZE:
-                    self._stop(pos, f"{remaining} trailing bytes, shorter than a batch header", torn=True, f=f)
-                    return
-                i = pos - base
-                if i + BATCH_HEADER_SIZE > len(buf):
-                    buf, base, view = self._refill(f, buf, base, pos, BATCH_HEADER_SIZE)
-                    i = 0
-                    if len(buf) < BATCH_HEADER_SIZE:
-                        self._stop(pos, "the file ends inside a batch header", torn=True, f=f)
-                        return
-                magic, length, epoch, lsn, crc = unpack(buf, i)
-                if magic != BATCH_MAGIC:
-                    self._stop(pos, "no batch header (bad magic)", torn=False, f=f)
-                    return
-                total = BATCH_HEADER_SIZE + length
-                if total > remaining:
-                    self._stop(pos, f"batch of {total} bytes runs past the end ({remaining} left)", torn=True, f=f)
-                    return
-                if i + total > len(buf):
-                    buf, base, view = self._refill(f, buf, base, pos, total)
-                    i = 0
-                payload = view[i + BATCH_HEADER_SIZE : i + total]
-                if len(payload) != length or crc32(payload, crc32(view[i : i + BATCH_PREFIX_SIZE])) != crc:
-                    self._stop(pos, "batch checksum mismatch", torn=(total == remaining), f=f, after=pos + total)
-                    return
-                if lsn != self.next_lsn:
-                    self._stop(pos, f"batch lsn {lsn} where {self.next_lsn} was expected", torn=False, f=f)
-                    return
-                if epoch != self.epoch:
-                    self._stop(pos, f"batch of epoch {epoch} in a segment of epoch {self.epoch}", False, f)
-                    return
-                self.next_lsn += 1
-                self.batches += 1
-                yield lsn, pos + BATCH_HEADER_SIZE, payload
-                pos += total
-                self.end = pos
-
-    def _refill(self, f, buf: bytes, base: int, pos: int, need: int):
-        """Keep the bytes from ``pos`` on and read at least ``need`` more (reads are 4 MiB or larger)."""
-        keep = buf[pos - base :]
-        want = min(max(SCAN_CHUNK, need - len(keep)), self.limit - pos - len(keep))
-        f.seek(pos + len(keep))
-        parts = [keep]
-        while want > 0:
-            more = f.read(want)
-            if not more:
-                break
-            parts.append(more)
-            want -= len(more)
-        buf = b"".join(parts)
-        return buf, pos, memoryview(buf)
-
-    def _stop(self, pos: int, why: str, torn: bool, f, after: Optional[int] = None) -> None:
-        """End the scan at ``pos``: cleanly at preallocated fill, else with ``why`` as the problem.
-
-        ``after``: where the bad batch ends; blank bytes from there on make it a torn write.
-        """
-        self.end = pos
-        f.seek(pos)
-        rest = f.read(self.limit - pos)
-        if is_fill(rest, pos):
-            self.fill_tail = True  # unused preallocated space: the clean end of the data
-            return
-        self.problem = why
-        after = pos if after is None else after
-        self.blank_rest = is_blank(rest, pos)
-        if not torn:
-            # zero-filled space after a crash (or a batch followed only by it) is a torn tail, not corruption
-            torn = is_blank(rest[after - pos :], after)
-        self.torn = torn
 
 
 class Journal:
@@ -291,6 +192,8 @@ class Journal:
         self.epoch = 0
         self.written_lsn = 0
         self._synced_lsn = 0
+        #: batch bytes written since this object was made (drives checkpointJournalBytes)
+        self.bytes_written = 0
         self._last_sync = time.monotonic()
         self._read_fds: Dict[int, int] = {}
         self._failed: Optional[str] = None
@@ -345,7 +248,11 @@ class Journal:
         return max(0, min(FILL_MIN, self.max_segment_bytes - SEGMENT_HEADER_SIZE))
 
     def start(self, header: SegmentHeader, last_lsn: int) -> None:
-        """Begin writing a fresh segment (at open, after recovery); its header seals the previous one."""
+        """Begin writing a fresh segment (at open, after recovery); its header seals the previous one.
+
+        ``last_lsn`` counts as durable at once: the caller has fsynced every batch
+        up to it (recovery fsyncs what it replayed before it calls this).
+        """
         fill = self._first_fill()
         fd = self.create_segment(header, durable=True, fill=fill)
         with self._lock:
@@ -440,6 +347,7 @@ class Journal:
                 self._write_all(data)
             start = self.offset
             self.offset += len(data)
+            self.bytes_written += len(data)
             self.written_lsn = lsn
             if self.sync_strategy == "periodic" and time.monotonic() - self._last_sync >= self.sync_interval:
                 self._sync_now(self._fd, lsn, locked=True)
@@ -586,4 +494,5 @@ def copy_aside(directory: str, path: str, start: int, end: int) -> Optional[str]
             left -= len(chunk)
         out.flush()
         os.fsync(out.fileno())
+    fsync_dir(os.path.dirname(dest))
     return dest

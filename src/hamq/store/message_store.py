@@ -21,11 +21,25 @@ content, never by the file size.
 
 Recovery.  ``open()`` loads the newest valid checkpoint and replays only the
 batches written after it.  A batch is applied whole or not at all.  A torn
-tail (an incomplete last write) is truncated with a warning.  A corrupt batch
-with data after it is an error: replay stops there, because later batches may
-ack or depend on what was lost; that segment is truncated at the bad batch and
-any later segments are moved aside.  Whatever is cut off is first copied to
-``quarantine/`` so an operator can inspect it: nothing is deleted.
+tail (an incomplete last write) is truncated with a warning.  Damage with
+valid batches after it (a flipped bit, a lost page) is corruption: replay
+resynchronises on the next batch that verifies (hamq.store.scan; the replay
+itself is hamq.store.recovery), logs an ERROR naming the segment, the
+offsets and the bytes skipped, and delivers every intact batch, so one
+flipped bit costs at most the batch it hits.  A
+sealed segment that ends badly (shorter than its seal after a power loss, or
+damaged at its end) loses that tail only; the segments after it are kept.
+Whatever is skipped or cut off is first copied to ``quarantine/`` so an
+operator can inspect it: nothing is deleted.
+
+A takeover trusts nothing it did not make durable itself: the old master may
+have written its last batches without an fsync.  So every segment replay
+read is fsynced *before* the new segment's header seals it and before
+``durable_lsn`` covers it; a duplicate found in that tail is therefore
+receipted only for a durable record.  A replay makes a checkpoint due at
+once (the master term writes it in its checkpoint thread), and a checkpoint
+is also due whenever ``checkpoint_journal_bytes`` were written since the
+last, so what a takeover replays is bounded by that, not by the kill history.
 
 Fencing.  Only the master writes, and ``fence()`` (from the lock's lease) is
 called before every batch, segment rollover, checkpoint and cleanup; if it
@@ -52,35 +66,27 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional
 
 from hamq.store.audit import DuplicateAudit
 from hamq.store.codec import (
-    BATCH_HEADER_SIZE,
     MAX_BATCH_PAYLOAD,
-    SEGMENT_HEADER_SIZE,
     T_ACK,
     T_ADD,
     T_DEL,
     T_DUP,
     T_MARK,
     T_META,
-    SegmentHeader,
     decode_add,
     encode_add,
     encode_op,
-    iter_ops,
 )
-from hamq.store.errors import StoreError, StoreFenced
+from hamq.store.errors import StoreError
 from hamq.store.index import (
-    CKPT_HEAD,
-    CKPT_MAGIC,
     CKPT_NAME,
     CKPT_PREV,
     Checkpoint,
     KeyIndex,
-    decode_checkpoint,
     encode_checkpoint,
 )
 from hamq.store.index import (
@@ -89,12 +95,7 @@ from hamq.store.index import (
 from hamq.store.journal import (
     SYNC_STRATEGIES,
     Journal,
-    SegmentScan,
-    blank_file_range,
-    copy_aside,
     list_segments,
-    quarantine_path,
-    read_segment_header,
     segment_name,
 )
 from hamq.store.ops import (
@@ -108,31 +109,14 @@ from hamq.store.ops import (
     RememberId,
     StoredMessage,
 )
+from hamq.store.recovery import Recovery, RecoveryReport
 
 log = logging.getLogger("hamq.store")
 
 MiB = 1024 * 1024
 PAGE = 1024  # refs per page in iter_pending
-EARLY_CHECKPOINT_OPS = 10_000  # a replay this long makes the first maybe_checkpoint() write one
-
-
-@dataclass
-class RecoveryReport:
-    """What ``open()`` found and did; logged by the server, asserted by tests."""
-
-    epoch: int
-    checkpoint: Optional[str] = None  # file the index came from, None = full replay
-    checkpoint_lsn: int = 0
-    replayed_batches: int = 0
-    replayed_ops: int = 0
-    last_lsn: int = 0
-    pending_messages: int = 0
-    keys: int = 0
-    segment: int = 0  # the new segment this master writes
-    sealed: Optional[Tuple[int, int, int]] = None  # (segment, length, its epoch) sealed by this open
-    problems: List[str] = field(default_factory=list)  # every torn tail / corruption, as logged
-    quarantined: List[str] = field(default_factory=list)  # files under quarantine/ created by this open
-    duration_s: float = 0.0
+#: default of checkpointJournalBytes: a checkpoint is due once this much journal was written since the last
+CHECKPOINT_JOURNAL_BYTES = 32 * MiB
 
 
 def audit_key(scope: str, duplicate_id: str) -> str:
@@ -148,7 +132,7 @@ class CheckpointSnapshot(NamedTuple):
     parts: List[bytes]
 
 
-class MessageStore:
+class MessageStore(Recovery):
     """Journal + index + duplicate audit of one ``<kahaDB directory>``; see the module docstring."""
 
     def __init__(
@@ -162,6 +146,7 @@ class MessageStore:
         fence: Optional[Callable[[], None]] = None,
         audit_size: int = 100_000,
         preallocate: bool = True,
+        checkpoint_journal_bytes: int = CHECKPOINT_JOURNAL_BYTES,
     ) -> None:
         if sync_strategy not in SYNC_STRATEGIES:
             raise ValueError(
@@ -176,6 +161,10 @@ class MessageStore:
         ):
             if value < 0:
                 raise ValueError(f"{name}={value} is negative; use 0 or more milliseconds")
+        if checkpoint_journal_bytes < 1:
+            raise ValueError(f"checkpoint_journal_bytes={checkpoint_journal_bytes} is too small; use 1 or more bytes")
+        self.checkpoint_journal_bytes = checkpoint_journal_bytes
+        self._ckpt_bytes = 0  # journal.bytes_written when the last checkpoint was taken
         self.directory = os.fspath(directory)
         self.sync_strategy = sync_strategy
         self.checkpoint_interval = checkpoint_interval_ms / 1000.0
@@ -211,215 +200,17 @@ class MessageStore:
         self._open = True
         self.epoch = epoch
         self._last_checkpoint = self._last_cleanup = time.monotonic()
-        if report.replayed_ops >= EARLY_CHECKPOINT_OPS:
-            self._last_checkpoint -= self.checkpoint_interval  # due at once: spare the next start this replay
+        self._ckpt_bytes = self._journal.bytes_written - report.replayed_bytes
+        if report.replayed_batches:
+            # due at once: a term that ends before checkpointInterval must not leave this replay to the next
+            # master too, or takeover time grows with every short term
+            self._last_checkpoint -= self.checkpoint_interval
         log.info(
             "store %s open: epoch %d, %d pending messages in %d keys, replayed %d batches after %s in %.3fs",
             self.directory, epoch, report.pending_messages, report.keys, report.replayed_batches,
             report.checkpoint or "no checkpoint", report.duration_s,
         )
         return report
-
-    def _problem(self, report: RecoveryReport, level: int, msg: str, *args) -> None:
-        text = msg % args
-        report.problems.append(text)
-        log.log(level, "%s", text)
-
-    def _quarantine(self, report: RecoveryReport, path: str) -> None:
-        dest = quarantine_path(self.directory, os.path.basename(path))
-        os.replace(path, dest)
-        report.quarantined.append(dest)
-
-    def _recover(self, epoch: int) -> RecoveryReport:
-        report = RecoveryReport(epoch=epoch)
-        # start from nothing: the object may have been opened (or failed to open) before
-        self._keys, self._live, self._next_seq = {}, {}, 1
-        self._audit = DuplicateAudit(self._audit.capacity)
-        self._ckpt_segments, self._ckpt_lsn = {}, -1
-        d = self.directory
-        j = self._journal
-
-        # 1. the chain of segments, each with a valid header, epochs never going down
-        chain: List[Tuple[int, SegmentHeader]] = []
-        segs = list_segments(d)
-        for i, n in enumerate(segs):
-            h = read_segment_header(j.path(n))
-            why = None
-            if h is None or h.segment != n:
-                why = "its header is unreadable"
-            elif chain and h.epoch < chain[-1][1].epoch:
-                why = f"it was created by stale epoch {h.epoch} after epoch {chain[-1][1].epoch}"
-            if why is None:
-                chain.append((n, h))
-                continue
-            later = segs[i:]
-            if h is None and i == len(segs) - 1:
-                level = logging.WARNING  # a crash while creating the newest segment
-            else:
-                level = logging.ERROR
-            self._problem(
-                report, level, "journal segment %s is not used because %s; moved %s to %s/",
-                segment_name(n), why, ", ".join(segment_name(m) for m in later), "quarantine",
-            )
-            if chain and epoch < chain[-1][1].epoch:
-                break  # refused below; touch nothing
-            for m in later:
-                self._quarantine(report, j.path(m))
-            break
-        if chain and epoch < chain[-1][1].epoch:
-            raise StoreFenced(
-                f"the journal's newest segment {segment_name(chain[-1][0])} belongs to epoch {chain[-1][1].epoch}, "
-                f"newer than ours ({epoch}): another broker took over this store; this one must stop"
-            )
-        position = {n: k for k, (n, _) in enumerate(chain)}
-
-        limits: Dict[int, int] = {}
-
-        def limit_of(k: int) -> int:
-            """Where segment chain[k] ends: its seal if the next segment sealed it, else its size."""
-            n, _h = chain[k]
-            if n in limits:
-                return limits[n]
-            limit = size = os.path.getsize(j.path(n))
-            if k + 1 < len(chain) and chain[k + 1][1].prev_segment == n:
-                limit = chain[k + 1][1].sealed_length
-                if size > limit and not blank_file_range(j.path(n), limit, size):
-                    log.warning(
-                        "ignoring %d bytes past the seal of %s at %d (written by a master that had lost the store)",
-                        size - limit, segment_name(n), limit,
-                    )
-            limits[n] = limit
-            return limit
-
-        # 2. the newest checkpoint that fits the journal
-        ckpt: Optional[Checkpoint] = None
-        for name in (CKPT_NAME, CKPT_PREV):
-            path = os.path.join(d, name)
-            if not os.path.exists(path):
-                continue
-            try:
-                with open(path, "rb") as f:
-                    c = decode_checkpoint(f.read())
-                k = position.get(c.segment)
-                if k is None:
-                    raise ValueError(f"it starts at segment {segment_name(c.segment)}, which is gone")
-                if not SEGMENT_HEADER_SIZE <= c.offset <= limit_of(k):
-                    raise ValueError(f"its position {c.offset} in {segment_name(c.segment)} is past the journal")
-            except (OSError, ValueError) as exc:
-                self._problem(
-                    report, logging.ERROR, "checkpoint %s is unusable (%s); moved it to quarantine/ and %s",
-                    name, exc, "trying the previous one" if name == CKPT_NAME else "replaying the whole journal",
-                )
-                self._quarantine(report, path)
-                continue
-            ckpt = c
-            report.checkpoint = name
-            self._ckpt_segments[name] = c.segment
-            if name == CKPT_NAME:
-                peek = _peek_checkpoint_segment(os.path.join(d, CKPT_PREV))
-                if peek is not None:
-                    self._ckpt_segments[CKPT_PREV] = peek
-            break
-
-        if ckpt is not None:
-            self._keys = ckpt.keys
-            self._live = dict(ckpt.live)
-            self._audit.load(ckpt.audit)
-            self._next_seq = ckpt.next_seq
-            self._ckpt_lsn = report.checkpoint_lsn = ckpt.lsn
-            start_k, pos, next_lsn = position[ckpt.segment], ckpt.offset, ckpt.lsn + 1
-        elif chain:
-            start_k, pos, next_lsn = 0, SEGMENT_HEADER_SIZE, chain[0][1].first_lsn
-        else:
-            start_k, pos, next_lsn = 0, SEGMENT_HEADER_SIZE, 1
-
-        # 3. replay the batches after the checkpoint
-        end_pos = pos
-        k = start_k
-        while k < len(chain):
-            n, h = chain[k]
-            if k > start_k:
-                pos = SEGMENT_HEADER_SIZE
-                if h.prev_segment != chain[k - 1][0]:
-                    log.warning("journal gap before %s; continuing at its first lsn %d", segment_name(n), h.first_lsn)
-                    next_lsn = h.first_lsn
-                elif h.first_lsn != next_lsn:
-                    self._problem(
-                        report, logging.ERROR, "journal segment %s starts at lsn %d but %d was expected; "
-                        "it and later segments moved to quarantine/", segment_name(n), h.first_lsn, next_lsn,
-                    )
-                    for m, _ in chain[k:]:
-                        self._quarantine(report, j.path(m))
-                    del chain[k:]
-                    break
-            scan = SegmentScan(j.path(n), pos, limit_of(k), h.epoch, next_lsn)
-            for lsn, poff, payload in scan:
-                try:
-                    ops = list(iter_ops(payload))
-                except StoreError as exc:
-                    scan.problem, scan.torn = str(exc), False
-                    scan.end, scan.next_lsn = poff - BATCH_HEADER_SIZE, lsn
-                    break
-                for op in ops:
-                    self._apply(op, n, poff)
-                report.replayed_batches += 1
-                report.replayed_ops += len(ops)
-            next_lsn = scan.next_lsn
-            end_pos = scan.end
-            if scan.fill_tail:
-                os.truncate(j.path(n), scan.end)  # unused preallocated space of a writer that did not close
-                limits[n] = scan.end
-            if scan.problem:
-                self._cut(report, chain, k, scan)
-                break
-            k += 1
-
-        # 4. a new segment whose header seals the last one
-        for ki in self._keys.values():
-            ki.recovered_mark = ki.mark
-        last_lsn = next_lsn - 1
-        if chain:
-            last_n, last_h = chain[-1]
-            header = SegmentHeader(last_n + 1, last_n, end_pos, epoch, last_lsn + 1)
-            report.sealed = (last_n, end_pos, last_h.epoch)
-            if epoch > last_h.epoch:
-                log.info(
-                    "epoch %d takes over: %s (epoch %d) sealed at %d bytes",
-                    epoch, segment_name(last_n), last_h.epoch, end_pos,
-                )
-        else:
-            header = SegmentHeader(max(segs, default=0) + 1, -1, 0, epoch, last_lsn + 1)
-        j.start(header, last_lsn)
-        report.segment = header.segment
-        report.last_lsn = last_lsn
-        report.pending_messages = sum(self._live.values())
-        report.keys = len(self._keys)
-        return report
-
-    def _cut(self, report: RecoveryReport, chain, k: int, scan: SegmentScan) -> None:
-        """Drop everything from a bad batch on: copy it aside, truncate, move later segments aside."""
-        n, _h = chain[k]
-        path = self._journal.path(n)
-        size = os.path.getsize(path)
-        later = [m for m, _ in chain[k + 1 :]]
-        if scan.torn and not later:
-            self._problem(
-                report, logging.WARNING, "torn tail in journal segment %s at offset %d (%s): "
-                "truncated, %d bytes dropped", segment_name(n), scan.end, scan.problem, size - scan.end,
-            )
-        else:
-            self._problem(
-                report, logging.ERROR, "corrupt record in journal segment %s at offset %d (%s): data after it "
-                "cannot be trusted; truncated, %d bytes dropped%s", segment_name(n), scan.end, scan.problem,
-                size - scan.end, f", later segments {later} moved to quarantine/" if later else "",
-            )
-        saved = None if scan.blank_rest else copy_aside(self.directory, path, scan.end, size)
-        if saved:
-            report.quarantined.append(saved)
-        os.truncate(path, scan.end)
-        for m in later:
-            self._quarantine(report, self._journal.path(m))
-        del chain[k + 1 :]
 
     # ================================================================ index mutations
     def _apply(self, op, segment: int, payload_offset: int) -> None:
@@ -628,6 +419,16 @@ class MessageStore:
         self.write_checkpoint(snap)
         return True
 
+    def checkpoint_due(self, now: Optional[float] = None) -> bool:
+        """``checkpoint_interval_ms`` passed, or ``checkpoint_journal_bytes`` were written, since the last one.
+
+        The byte bound is what keeps a takeover's replay bounded under a heavy load.
+        """
+        now = time.monotonic() if now is None else now
+        if now - self._last_checkpoint >= self.checkpoint_interval:
+            return True
+        return self._journal.bytes_written - self._ckpt_bytes >= self.checkpoint_journal_bytes
+
     def maybe_snapshot_checkpoint(self, now: Optional[float] = None) -> Optional["CheckpointSnapshot"]:
         """Like ``maybe_checkpoint`` but only phase 1; hand the result to ``write_checkpoint`` in a worker.
 
@@ -635,7 +436,7 @@ class MessageStore:
         million pending messages); doing it in a thread keeps the event loop free.
         """
         now = time.monotonic() if now is None else now
-        if not self._open or now - self._last_checkpoint < self.checkpoint_interval:
+        if not self._open or not self.checkpoint_due(now):
             return None
         self._last_checkpoint = now
         if self._journal.written_lsn == self._ckpt_lsn:
@@ -652,6 +453,7 @@ class MessageStore:
             raise StoreError("the store is not open; call open(epoch) first")
         j = self._journal
         lsn, seg, off = j.written_lsn, j.segment, j.offset
+        self._ckpt_bytes = j.bytes_written
         live = {s: n for s, n in self._live.items() if n > 0}
         self._live = live
         parts = encode_checkpoint(
@@ -731,15 +533,3 @@ class MessageStore:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _peek_checkpoint_segment(path: str) -> Optional[int]:
-    """The replay segment named in a checkpoint's header, without reading the whole file."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(CKPT_HEAD.size)
-    except OSError:
-        return None
-    if len(head) < CKPT_HEAD.size or head[:8] != CKPT_MAGIC:
-        return None
-    return CKPT_HEAD.unpack_from(head)[3]
