@@ -19,7 +19,8 @@ master/slave and the lab measurements):
   host, so brokers on two hosts both hold the "exclusive" lock: two masters.
 * OCFS2: with the o2cb stack fcntl locks are node-local (AMQ-4378: both
   brokers became master); ActiveMQ's documentation forbids it.
-* GFS2 with ``localflocks``: flock and POSIX/OFD locks become node-local.
+* GFS2 with ``localflocks`` or ``lockproto=lock_nolock``: flock and POSIX/OFD
+  locks become node-local.
 * NFS ``soft`` (or ``softerr``): after ``retrans`` timeouts a write or fsync
   returns an error instead of waiting for the server, so a journal record the
   broker thinks is durable can be missing or torn, and a lock renewal can fail
@@ -196,6 +197,12 @@ def assess(mount: Mount) -> Tuple[str, List[str]]:
             refusals.append(
                 "%s is GFS2 mounted with localflocks: that makes flock and POSIX/OFD locks node-local, so "
                 "brokers on two nodes both become master %s. Fix: mount it without localflocks" % (where, _REF)
+            )
+        elif opts.get("lockproto") == "lock_nolock":
+            refusals.append(
+                "%s is GFS2 mounted with lockproto=lock_nolock: without the DLM every node locks on its own, "
+                "so brokers on two nodes both become master %s. Fix: mount it with lock_dlm (the default of a "
+                "filesystem made with mkfs.gfs2 -p lock_dlm)" % (where, _REF)
             )
         else:
             notes.append("%s is GFS2: POSIX/OFD locks are cluster-wide through the DLM" % where)
