@@ -9,6 +9,9 @@
 # disk shared with other VMs (/dev/disk/by-id/virtio-labshared, for GFS2).
 # qemu daemonizes; its pid is in STATE_DIR/NAME.pid, the console in NAME.console.
 #
+# A reboot inside the guest resets the VM with the same overlay, kernel and
+# command line (the gfs2 scenario reboots a node), so there is no -no-reboot.
+#
 # Why TCG: KVM hangs on this host (broken nested virtualisation).  nice 10
 # keeps the emulation from starving other work on a small machine.
 set -euo pipefail
@@ -58,7 +61,7 @@ fi
 : >"$state/$name.console"
 ip netns exec "$NETNS" nice -n 10 qemu-system-x86_64 \
     -name "$name" -accel tcg,tb-size=256 -cpu max -smp 1 -m "$MEMORY" \
-    -nodefaults -display none -no-reboot \
+    -nodefaults -display none \
     -serial "file:$state/$name.console" \
     -kernel "$cache/vmlinuz" -initrd "$cache/initrd.img" \
     -append "root=LABEL=labroot ro console=ttyS0 net.ifnames=0 modprobe.blacklist=floppy quiet lab.hostname=$name lab.ip=$address" \

@@ -25,7 +25,7 @@ cache=$(cd "$cache" && pwd)
 
 packages=(systemd-sysv udev dbus openssh-server python3 python3-venv python3-apt
           nfs-kernel-server nfs-common linux-image-amd64 initramfs-tools zstd
-          corosync dlm-controld gfs2-utils iproute2 procps kmod util-linux)
+          corosync dlm-controld gfs2-utils iproute2 procps kmod util-linux nftables)
 
 need() {
     command -v "$1" >/dev/null || {
@@ -65,7 +65,7 @@ mmdebstrap --mode=root --variant=minbase \
     --customize-hook="cp -a '$here/guest/.' \"\$1/\"" \
     --customize-hook="mkdir -p \"\$1/root/.ssh\" && install -m 0600 '$cache/id_ed25519.pub' \"\$1/root/.ssh/authorized_keys\"" \
     --customize-hook='chroot "$1" systemctl enable lab-identity.service' \
-    --customize-hook='chroot "$1" systemctl disable nfs-server.service corosync.service dlm.service e2scrub_reap.service apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer 2>/dev/null || true' \
+    --customize-hook='chroot "$1" systemctl disable nfs-server.service corosync.service dlm.service nftables.service e2scrub_reap.service apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer 2>/dev/null || true' \
     --customize-hook='chroot "$1" systemctl mask systemd-timesyncd.service 2>/dev/null || true' \
     --customize-hook='echo "LABEL=labroot / ext4 rw,errors=remount-ro 0 1" > "$1/etc/fstab"' \
     --customize-hook='echo lab > "$1/etc/hostname"; : > "$1/etc/machine-id"' \

@@ -26,6 +26,9 @@ UNSAFE = {
     "local_lock=posix": (_nfs("nfs4", "vers=4.2,local_lock=posix"), "local_lock=posix"),
     "local_lock=flock": (_nfs("nfs4", "vers=4.2,local_lock=flock"), "local_lock=flock"),
     "ocfs2": (_info("91 27 8:16 / /shared rw - ocfs2 /dev/sdb rw,cluster_stack=o2cb"), "AMQ-4378"),
+    "nfs-soft": (_nfs("nfs4", "vers=4.2,soft,proto=tcp,local_lock=none"), "mounted soft"),
+    "nfs-softerr": (_nfs("nfs4", "vers=4.2,softerr,local_lock=none"), "mounted softerr"),
+    "gfs2-lock_nolock": (_info("93 27 253:1 / /shared rw - gfs2 /dev/sdc rw,lockproto=lock_nolock"), "lock_nolock"),
     "gfs2-localflocks": (_info("92 27 253:1 / /shared rw - gfs2 /dev/sdc rw,localflocks"), "localflocks"),
 }
 

@@ -19,7 +19,12 @@ master/slave and the lab measurements):
   host, so brokers on two hosts both hold the "exclusive" lock: two masters.
 * OCFS2: with the o2cb stack fcntl locks are node-local (AMQ-4378: both
   brokers became master); ActiveMQ's documentation forbids it.
-* GFS2 with ``localflocks``: flock and POSIX/OFD locks become node-local.
+* GFS2 with ``localflocks`` or ``lockproto=lock_nolock``: flock and POSIX/OFD
+  locks become node-local.
+* NFS ``soft`` (or ``softerr``): after ``retrans`` timeouts a write or fsync
+  returns an error instead of waiting for the server, so a journal record the
+  broker thinks is durable can be missing or torn, and a lock renewal can fail
+  while the master still writes.
 """
 
 from __future__ import annotations
@@ -167,6 +172,13 @@ def assess(mount: Mount) -> Tuple[str, List[str]]:
                 "the 'exclusive' lock and both become master, writing one journal %s. Fix: remove nolock "
                 "(and use NFSv4)" % (where, _REF)
             )
+        for soft in ("soft", "softerr"):
+            if soft in opts:
+                refusals.append(
+                    "%s is mounted %s: when the server is slow or away for timeo x retrans, a write or fsync "
+                    "fails with an I/O error instead of waiting, so an acknowledged journal record can be lost "
+                    "or torn %s. Fix: mount it hard (the default; remove %s)" % (where, soft, _REF, soft)
+                )
         local_lock = opts.get("local_lock", "none")
         if local_lock != "none":
             refusals.append(
@@ -185,6 +197,12 @@ def assess(mount: Mount) -> Tuple[str, List[str]]:
             refusals.append(
                 "%s is GFS2 mounted with localflocks: that makes flock and POSIX/OFD locks node-local, so "
                 "brokers on two nodes both become master %s. Fix: mount it without localflocks" % (where, _REF)
+            )
+        elif opts.get("lockproto") == "lock_nolock":
+            refusals.append(
+                "%s is GFS2 mounted with lockproto=lock_nolock: without the DLM every node locks on its own, "
+                "so brokers on two nodes both become master %s. Fix: mount it with lock_dlm (the default of a "
+                "filesystem made with mkfs.gfs2 -p lock_dlm)" % (where, _REF)
             )
         else:
             notes.append("%s is GFS2: POSIX/OFD locks are cluster-wide through the DLM" % where)
