@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
 from hamq.store import Ack, AddMessage, MessageStore, PutMeta
 from hamq.store.index import CKPT_NAME, CKPT_PREV
 
@@ -48,7 +46,6 @@ def reopen_without_checkpoints(path, epoch: int) -> MessageStore:
     return store
 
 
-@pytest.mark.xfail(strict=True, reason="cleanup deletes the segment holding the PutMeta of a live key")
 def test_cleanup_keeps_the_segment_with_the_latest_metadata_of_a_live_key(tmp_path):
     store = MessageStore(tmp_path, max_segment_bytes=SEG)
     store.open(epoch=1)
@@ -67,7 +64,6 @@ def test_cleanup_keeps_the_segment_with_the_latest_metadata_of_a_live_key(tmp_pa
     store.close()
 
 
-@pytest.mark.xfail(strict=True, reason="cleanup deletes a segment whose acks point into a segment that stays")
 def test_cleanup_keeps_a_segment_whose_acks_point_into_a_segment_that_stays(tmp_path):
     store = MessageStore(tmp_path, max_segment_bytes=SEG)
     store.open(epoch=1)

@@ -66,7 +66,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional
+from typing import Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Set
 
 from hamq.store.audit import DuplicateAudit
 from hamq.store.codec import (
@@ -174,6 +174,10 @@ class MessageStore(Recovery):
         self._audit = DuplicateAudit(audit_size)
         self._keys: Dict[str, KeyIndex] = {}
         self._live: Dict[int, int] = {}  # segment -> pending messages stored in it
+        #: segment -> older segments its acks, deletes and superseding records point into (KahaDB's
+        #: ackMessageFileMap): it stays while any of them does, see cleanup()
+        self._needs: Dict[int, Set[int]] = {}
+        self._pinned: Set[int] = set()  # segments kept because an older checkpoint did not say what they hold
         self._next_seq = 1
         self._open = False
         self._ckpt_segments: Dict[str, int] = {}  # checkpoint file -> journal segment it starts replay at
@@ -220,13 +224,13 @@ class MessageStore(Recovery):
             if op.seq >= self._next_seq:
                 self._next_seq = op.seq + 1
         elif t == T_ACK:
-            self._ack(op.key, op.seq)
+            self._ack(op.key, op.seq, segment)
         elif t == T_MARK:
-            self._mark(op.key, op.seq)
+            self._mark(op.key, op.seq, segment)
         elif t == T_META:
-            self._meta(op.key, op.text)
+            self._meta(op.key, op.text, segment)
         elif t == T_DEL:
-            self._delete(op.key)
+            self._delete(op.key, segment)
         elif t == T_DUP:
             self._audit.add(audit_key(op.key, op.text))
 
@@ -237,35 +241,52 @@ class MessageStore(Recovery):
         ki.add(seq, segment, offset, length)
         self._live[segment] = self._live.get(segment, 0) + 1
 
-    def _ack(self, key: str, seq: int) -> None:
+    def _refer(self, segment: int, older: int) -> None:
+        """A record in ``segment`` undoes or supersedes one in ``older``: a replay needs it while ``older`` exists."""
+        if 0 <= older < segment:
+            refs = self._needs.get(segment)
+            if refs is None:
+                self._needs[segment] = {older}
+            else:
+                refs.add(older)
+
+    def _ack(self, key: str, seq: int, segment: int) -> None:
         ki = self._keys.get(key)
         if ki is None:
             return
         seg = ki.ack(seq)
         if seg >= 0:
             self._live[seg] -= 1
+            self._refer(segment, seg)
             if ki.is_empty():
                 del self._keys[key]
 
-    def _mark(self, key: str, seq: int) -> None:
+    def _mark(self, key: str, seq: int, segment: int) -> None:
         ki = self._keys.get(key)
         if ki is None:
             ki = self._keys[key] = KeyIndex()
         if seq > ki.mark:
             ki.mark = seq
+            self._refer(segment, ki.mark_seg)
+            ki.mark_seg = segment
 
-    def _meta(self, key: str, value: str) -> None:
+    def _meta(self, key: str, value: str, segment: int) -> None:
         ki = self._keys.get(key)
         if ki is None:
             ki = self._keys[key] = KeyIndex()
         ki.meta = value
+        self._refer(segment, ki.meta_seg)
+        ki.meta_seg = segment
 
-    def _delete(self, key: str) -> None:
+    def _delete(self, key: str, segment: int) -> None:
         ki = self._keys.pop(key, None)
         if ki is None:
             return
+        self._refer(segment, ki.meta_seg)
+        self._refer(segment, ki.mark_seg)
         for seg in ki.clear():
             self._live[seg] -= 1
+            self._refer(segment, seg)
 
     # ================================================================ write path
     def append(self, ops: Iterable[Op]) -> int:
@@ -305,13 +326,13 @@ class MessageStore(Recovery):
                 self._add(op.key, seqs[i], segment, pos, len(rec))
                 i += 1
             elif cls is Ack:
-                self._ack(op.key, op.seq)
+                self._ack(op.key, op.seq, segment)
             elif cls is MarkDispatched:
-                self._mark(op.key, op.seq)
+                self._mark(op.key, op.seq, segment)
             elif cls is PutMeta:
-                self._meta(op.key, op.value)
+                self._meta(op.key, op.value, segment)
             elif cls is DeleteKey:
-                self._delete(op.key)
+                self._delete(op.key, segment)
             elif cls is RememberId:
                 self._audit.add(audit_key(op.scope, op.duplicate_id))
             pos += len(rec)
@@ -456,8 +477,12 @@ class MessageStore(Recovery):
         self._ckpt_bytes = j.bytes_written
         live = {s: n for s, n in self._live.items() if n > 0}
         self._live = live
+        needs = {s: sorted(refs) for s, refs in self._needs.items() if refs}
         parts = encode_checkpoint(
-            Checkpoint(lsn, seg, off, self._next_seq, self.epoch, self._keys, live, self._audit.ids())
+            Checkpoint(
+                lsn, seg, off, self._next_seq, self.epoch, self._keys, live, self._audit.ids(), needs,
+                sorted(self._pinned),
+            )
         )
         return CheckpointSnapshot(lsn, seg, parts)
 
@@ -487,7 +512,22 @@ class MessageStore(Recovery):
         return self.cleanup()
 
     def cleanup(self) -> List[int]:
-        """Delete segments with no pending message that both kept checkpoints start after."""
+        """Delete the segments that neither a checkpoint nor a replay of the whole journal still needs.
+
+        A segment goes only once both kept checkpoints start after it and it holds
+        (a) no pending message, (b) no latest PutMeta of a key that still has
+        metadata (a durable subscription) and no latest mark of a key with pending
+        messages, and (c) no ack or delete (or superseding record) of something in
+        a segment that still exists (``_needs``).  Without (b) and (c) a recovery
+        without a usable checkpoint loses durable subscriptions or brings acked
+        messages back.  This is KahaDB's rule (its GC keeps a file holding acks for
+        files that still exist and files holding subscription commands), chosen
+        over re-appending those records before the unlink: the bookkeeping is a few
+        ints per segment and key, changes nothing on the write path, and writes
+        nothing at cleanup; the cost is that an idle durable keeps the segment of
+        its subscription record.  Refs always point to older segments, so one pass
+        in ascending order also frees chains (an ack segment after its messages').
+        """
         if not self._open or not self._ckpt_segments:
             return []
         floor = min(self._ckpt_segments.values())
@@ -496,8 +536,18 @@ class MessageStore(Recovery):
             existing = list_segments(self.directory)
         except OSError as exc:
             raise StoreError(f"cannot list the journal in {self.directory}: {exc}") from exc
+        keep = set(self._pinned)
+        for ki in self._keys.values():
+            if ki.meta is not None:
+                keep.add(ki.meta_seg)
+            if ki.mark >= 0 and ki.pending_count():
+                keep.add(ki.mark_seg)
+        present = set(existing)
+        needs = self._needs
         for n in existing:
-            if n >= floor or n == self._journal.segment or self._live.get(n, 0) > 0:
+            if n >= floor or n == self._journal.segment or self._live.get(n, 0) > 0 or n in keep:
+                continue
+            if not present.isdisjoint(needs.get(n, ())):
                 continue
             self._journal._check_fence()
             self._journal.forget(n)
@@ -508,9 +558,18 @@ class MessageStore(Recovery):
             except OSError as exc:
                 raise StoreError(f"cannot delete journal segment {segment_name(n)}: {exc}") from exc
             self._live.pop(n, None)
+            present.discard(n)
             deleted.append(n)
+        self._pinned.intersection_update(present)
+        # forget refs into segments that are gone, so the map stays as small as the journal
+        for s in list(needs):
+            refs = needs[s]
+            if s not in present or present.isdisjoint(refs):
+                del needs[s]
+            else:
+                refs.intersection_update(present)
         if deleted:
-            log.info("cleanup deleted journal segments %s (all their messages acked)", deleted)
+            log.info("cleanup deleted journal segments %s (nothing in them is needed any more)", deleted)
         return deleted
 
     def close(self, checkpoint: bool = True) -> None:
