@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from hamq.store import Ack, AddMessage, MessageStore, PutMeta
+from hamq.store import Ack, AddMessage, DeleteKey, MarkDispatched, MessageStore, PutMeta
 from hamq.store.index import CKPT_NAME, CKPT_PREV
 
 SEG = 4096
@@ -87,3 +87,124 @@ def test_cleanup_keeps_a_segment_whose_acks_point_into_a_segment_that_stays(tmp_
     assert store.pending_count("queue:q") == 0
     assert store.pending_count("queue:keep") == 1
     store.close()
+
+
+def test_bookkeeping_survives_a_recovery_from_a_checkpoint(tmp_path):
+    store = MessageStore(tmp_path, max_segment_bytes=SEG)
+    store.open(epoch=1)
+    store.append([PutMeta("durable:c1:d1", "topic:t")])
+    first = segments(tmp_path)[0]
+    store.append([msg("durable:c1:d1", 0)])
+    store.close()  # checkpoint format 2: the key's meta segment is in it
+    store = MessageStore(tmp_path, max_segment_bytes=SEG)
+    store.open(epoch=2)
+    seq = next(iter(store.iter_pending("durable:c1:d1"))).seq
+    store.append([Ack("durable:c1:d1", seq)])  # no pending message left in the first segment
+    churn(store)
+    assert clean(store)
+    assert first in segments(tmp_path)
+    store.close()
+    store = reopen_without_checkpoints(tmp_path, 3)
+    assert store.get_meta("durable:c1:d1") == "topic:t"
+    assert store.pending_count("durable:c1:d1") == 0
+    store.close()
+
+
+def test_segments_go_once_nothing_in_them_is_needed(tmp_path):
+    store = MessageStore(tmp_path, max_segment_bytes=SEG)
+    store.open(epoch=1)
+    store.append([PutMeta("durable:c1:d1", "v1"), msg("queue:keep", 0)])
+    keep_seq = store.last_seqs[0]
+    first = segments(tmp_path)[0]
+    churn(store)
+    store.append([PutMeta("durable:c1:d1", "v2")])  # supersedes v1
+    churn(store)
+    clean(store)
+    assert first in segments(tmp_path)  # queue:keep
+    store.append([Ack("queue:keep", keep_seq), DeleteKey("durable:c1:d1")])
+    churn(store)
+    clean(store)
+    clean(store)
+    left = segments(tmp_path)
+    assert first not in left and len(left) <= 4, left  # the chain of acks and deletes unwinds
+    store.close()
+    store = reopen_without_checkpoints(tmp_path, 2)
+    assert store.keys() == ["queue:churn"] or store.keys() == []
+    assert store.get_meta("durable:c1:d1") is None and store.pending_count("queue:keep") == 0
+    store.close()
+
+
+def test_delete_key_is_kept_while_the_records_it_deletes_are(tmp_path):
+    store = MessageStore(tmp_path, max_segment_bytes=SEG)
+    store.open(epoch=1)
+    store.append([msg("queue:keep", 0), PutMeta("durable:c1:d1", "v1"), msg("durable:c1:d1", 0)])
+    store.append([MarkDispatched("durable:c1:d1", store.last_seqs[0])])
+    first = segments(tmp_path)[0]
+    churn(store, n=10)
+    store.append([DeleteKey("durable:c1:d1")])
+    churn(store)
+    clean(store)
+    assert first in segments(tmp_path)
+    store.close()
+    store = reopen_without_checkpoints(tmp_path, 2)
+    assert "durable:c1:d1" not in store.keys()
+    assert store.pending_count("queue:keep") == 1
+    store.close()
+
+
+def test_a_checkpoint_of_format_1_is_read_and_keeps_the_segments_it_covers(tmp_path, caplog):
+    store = MessageStore(tmp_path, max_segment_bytes=SEG)
+    store.open(epoch=1)
+    store.append([PutMeta("durable:c1:d1", "topic:t")])
+    churn(store)
+    store.checkpoint()
+    before = segments(tmp_path)
+    store.close(checkpoint=False)
+    (tmp_path / CKPT_PREV).unlink(missing_ok=True)
+    _downgrade(tmp_path / CKPT_NAME)
+    store = MessageStore(tmp_path, max_segment_bytes=SEG)
+    report = store.open(epoch=2)
+    assert report.checkpoint == CKPT_NAME and report.problems == []
+    assert "older format 1" in caplog.text
+    assert store.get_meta("durable:c1:d1") == "topic:t"
+    churn(store)
+    clean(store)
+    assert set(before) <= set(segments(tmp_path))
+    store.close()
+    store = reopen_without_checkpoints(tmp_path, 3)
+    assert store.get_meta("durable:c1:d1") == "topic:t"
+    store.close()
+
+
+def test_a_replay_without_a_usable_checkpoint_logs_an_error(tmp_path, caplog):
+    store = MessageStore(tmp_path, max_segment_bytes=SEG)
+    store.open(epoch=1)
+    store.append([PutMeta("durable:c1:d1", "topic:t")])
+    churn(store)
+    assert clean(store)
+    store.close()
+    store = reopen_without_checkpoints(tmp_path, 2)
+    store.close()
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("no usable checkpoint" in e and "replaying the whole journal" in e for e in errors), errors
+
+
+def _downgrade(path) -> None:
+    """Rewrite a format 2 checkpoint as format 1 (what an older hamq wrote)."""
+    import struct
+    import zlib
+
+    from hamq.store import index
+
+    c = index.decode_checkpoint(path.read_bytes())
+    parts = [index.CKPT_HEAD_V1.pack(index.CKPT_MAGIC_V1, 0, c.lsn, c.segment, c.offset, c.next_seq, c.epoch,
+                                     len(c.keys), len(c.live), len(c.audit))]
+    for key, ki in c.keys.items():
+        kb, mb = key.encode(), (ki.meta or "").encode()
+        parts.append(index.KEY_HEAD_V1.pack(len(kb), ki.mark, ki.meta is not None, len(mb), len(ki.seqs)))
+        parts += [kb, mb, ki.seqs.tobytes(), ki.segs.tobytes(), ki.offs.tobytes(), ki.lens.tobytes()]
+    for seg, n in c.live.items():
+        parts.append(index.LIVE.pack(seg, n))
+    parts.append(b"\0" + "\0".join(c.audit).encode())
+    data = b"".join(parts)
+    path.write_bytes(data + struct.pack("<I", zlib.crc32(data)))
