@@ -14,8 +14,9 @@ of one.  Startup loads it and replays only the journal after that position.
 
 Format 2 (``HAMQIDX2``) adds what cleanup needs to know which segments a
 replay without a checkpoint still needs: per key the segments of its latest
-metadata and mark, per segment the older segments its acks and deletes point
-into, and the segments kept because that was unknown.  A format 1 checkpoint
+metadata and mark, per segment the seqs added in it, the older segments its
+acks point into and those whose records its deletes override, and the
+segments kept because that was unknown.  A format 1 checkpoint
 (``HAMQIDX1``) is still read; the bookkeeping it lacks is reported as unknown
 (``legacy``) so the store keeps every segment it covers.
 """
@@ -157,12 +158,12 @@ CKPT_MAGIC = b"HAMQIDX2"
 CKPT_MAGIC_V1 = b"HAMQIDX1"
 CKPT_HEAD = struct.Struct("<8sBxxxQIQQQIIIII")
 # magic, big-endian flag, lsn, segment, offset, next_seq, epoch, n_keys, n_live_segments, n_audit,
-# n_needs, n_pinned (format 1: the same without the last two)
+# n_segments (retention info), n_pinned (format 1: the same without the last two)
 CKPT_HEAD_V1 = struct.Struct("<8sBxxxQIQQQIII")
 KEY_HEAD = struct.Struct("<HqBIQii")  # key len, mark, has meta, meta len, count, meta segment, mark segment
 KEY_HEAD_V1 = struct.Struct("<HqBIQ")
 LIVE = struct.Struct("<IQ")
-NEEDS = struct.Struct("<II")  # segment, number of older segments it points into (then that many int32)
+SEGINFO = struct.Struct("<IqqII")  # segment, first and last seq added (-1: none), n ack refs, n hold refs (int32s)
 _BIG = sys.byteorder == "big"
 
 
@@ -177,9 +178,11 @@ class Checkpoint(NamedTuple):
     keys: Dict[str, KeyIndex]
     live: Dict[int, int]  # segment -> pending messages in it
     audit: List[str]
-    needs: Dict[int, List[int]] = {}  # segment -> older segments its acks/deletes/superseded records point into
+    # segment -> ((first, last) seq added in it, older segments its acks point into, older segments holding
+    # records its DeleteKey/PutMeta override); see MessageStore.cleanup
+    segments: Dict[int, Tuple[Tuple[int, int], List[int], List[int]]] = {}
     pinned: List[int] = []  # segments kept because what they hold is not known
-    legacy: bool = False  # read from format 1: needs, pinned and the keys' meta_seg/mark_seg are unknown
+    legacy: bool = False  # read from format 1: segments, pinned and the keys' meta_seg/mark_seg are unknown
 
 
 def encode_checkpoint(c: Checkpoint) -> List[bytes]:
@@ -191,7 +194,7 @@ def encode_checkpoint(c: Checkpoint) -> List[bytes]:
     parts: List[bytes] = [
         CKPT_HEAD.pack(
             CKPT_MAGIC, int(_BIG), c.lsn, c.segment, c.offset, c.next_seq, c.epoch, len(c.keys), len(c.live),
-            len(c.audit), len(c.needs), len(c.pinned),
+            len(c.audit), len(c.segments), len(c.pinned),
         )
     ]
     for key, ki in c.keys.items():
@@ -204,9 +207,9 @@ def encode_checkpoint(c: Checkpoint) -> List[bytes]:
         parts += [kb, mb, ki.seqs.tobytes(), ki.segs.tobytes(), ki.offs.tobytes(), ki.lens.tobytes()]
     for seg, count in c.live.items():
         parts.append(LIVE.pack(seg, count))
-    for seg, refs in c.needs.items():
-        parts.append(NEEDS.pack(seg, len(refs)))
-        parts.append(array("i", refs).tobytes())
+    for seg, ((lo, hi), acks, holds) in c.segments.items():
+        parts.append(SEGINFO.pack(seg, lo, hi, len(acks), len(holds)))
+        parts.append(array("i", acks + holds).tobytes())
     parts.append(array("i", c.pinned).tobytes())
     # the audit as one text, so loading 100k ids is one decode and one split, not 100k of each
     joined = "\0".join(c.audit)
@@ -242,9 +245,9 @@ def _decode_checkpoint(data: bytes) -> Checkpoint:
     magic = bytes(view[:8])
     if magic == CKPT_MAGIC:
         legacy, head, key_head = False, CKPT_HEAD, KEY_HEAD
-        magic, big, lsn, seg, off, next_seq, epoch, nkeys, nlive, naudit, nneeds, npinned = head.unpack_from(view)
+        magic, big, lsn, seg, off, next_seq, epoch, nkeys, nlive, naudit, nsegs, npinned = head.unpack_from(view)
     elif magic == CKPT_MAGIC_V1:
-        legacy, head, key_head, nneeds, npinned = True, CKPT_HEAD_V1, KEY_HEAD_V1, 0, 0
+        legacy, head, key_head, nsegs, npinned = True, CKPT_HEAD_V1, KEY_HEAD_V1, 0, 0
         magic, big, lsn, seg, off, next_seq, epoch, nkeys, nlive, naudit = head.unpack_from(view)
     else:
         raise ValueError("not a hamq checkpoint")
@@ -277,12 +280,13 @@ def _decode_checkpoint(data: bytes) -> Checkpoint:
         s, n = LIVE.unpack_from(view, pos)
         pos += LIVE.size
         live[s] = n
-    needs: Dict[int, List[int]] = {}
-    for _ in range(nneeds):
-        s, n = NEEDS.unpack_from(view, pos)
-        pos += NEEDS.size
-        needs[s] = _ints(view[pos : pos + 4 * n], n, swap)
-        pos += 4 * n
+    segments: Dict[int, Tuple[Tuple[int, int], List[int], List[int]]] = {}
+    for _ in range(nsegs):
+        s, lo, hi, na, nh = SEGINFO.unpack_from(view, pos)
+        pos += SEGINFO.size
+        refs = _ints(view[pos : pos + 4 * (na + nh)], na + nh, swap)
+        pos += 4 * (na + nh)
+        segments[s] = ((lo, hi), refs[:na], refs[na:])
     pinned = _ints(view[pos : pos + 4 * npinned], npinned, swap)
     pos += 4 * npinned
     mode = view[pos]
@@ -304,7 +308,7 @@ def _decode_checkpoint(data: bytes) -> Checkpoint:
         raise ValueError(f"unknown audit encoding {mode}")
     if len(audit) != naudit:
         raise ValueError("audit section has the wrong number of ids")
-    return Checkpoint(lsn, seg, off, next_seq, epoch, keys, live, audit, needs, pinned, legacy)
+    return Checkpoint(lsn, seg, off, next_seq, epoch, keys, live, audit, segments, pinned, legacy)
 
 
 def _ints(view, n: int, swap: bool) -> List[int]:

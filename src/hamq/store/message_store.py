@@ -71,6 +71,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, NamedTuple, Optiona
 from hamq.store.audit import DuplicateAudit
 from hamq.store.codec import (
     MAX_BATCH_PAYLOAD,
+    SEGMENT_HEADER_SIZE,
     T_ACK,
     T_ADD,
     T_DEL,
@@ -110,6 +111,7 @@ from hamq.store.ops import (
     StoredMessage,
 )
 from hamq.store.recovery import Recovery, RecoveryReport
+from hamq.store.scan import segment_ops
 
 log = logging.getLogger("hamq.store")
 
@@ -174,9 +176,12 @@ class MessageStore(Recovery):
         self._audit = DuplicateAudit(audit_size)
         self._keys: Dict[str, KeyIndex] = {}
         self._live: Dict[int, int] = {}  # segment -> pending messages stored in it
-        #: segment -> older segments its acks, deletes and superseding records point into (KahaDB's
-        #: ackMessageFileMap): it stays while any of them does, see cleanup()
-        self._needs: Dict[int, Set[int]] = {}
+        # retention bookkeeping, see cleanup(): segment -> older segments its acks point into (KahaDB's
+        # ackMessageFileMap; carried forward before a delete), segment -> older segments holding records its
+        # DeleteKey/PutMeta override (it stays while they do), segment -> [first, last] seq added in it
+        self._acks: Dict[int, Set[int]] = {}
+        self._holds: Dict[int, Set[int]] = {}
+        self._seqs: Dict[int, List[int]] = {}
         self._pinned: Set[int] = set()  # segments kept because an older checkpoint did not say what they hold
         self._next_seq = 1
         self._open = False
@@ -240,34 +245,46 @@ class MessageStore(Recovery):
             ki = self._keys[key] = KeyIndex()
         ki.add(seq, segment, offset, length)
         self._live[segment] = self._live.get(segment, 0) + 1
+        r = self._seqs.get(segment)
+        if r is None:
+            self._seqs[segment] = [seq, seq]
+        elif seq > r[1]:
+            r[1] = seq
 
-    def _refer(self, segment: int, older: int) -> None:
+    @staticmethod
+    def _refer(refs: Dict[int, Set[int]], segment: int, older: int) -> None:
         """A record in ``segment`` undoes or supersedes one in ``older``: a replay needs it while ``older`` exists."""
         if 0 <= older < segment:
-            refs = self._needs.get(segment)
-            if refs is None:
-                self._needs[segment] = {older}
+            s = refs.get(segment)
+            if s is None:
+                refs[segment] = {older}
             else:
-                refs.add(older)
+                s.add(older)
+
+    def _segment_of(self, seq: int) -> int:
+        """The segment that holds (or held) message ``seq``, -1 if no segment left has it."""
+        for seg, (lo, hi) in self._seqs.items():
+            if lo <= seq <= hi:
+                return seg
+        return -1
 
     def _ack(self, key: str, seq: int, segment: int) -> None:
         ki = self._keys.get(key)
-        if ki is None:
-            return
-        seg = ki.ack(seq)
+        seg = ki.ack(seq) if ki is not None else -1
         if seg >= 0:
             self._live[seg] -= 1
-            self._refer(segment, seg)
+            self._refer(self._acks, segment, seg)
             if ki.is_empty():
                 del self._keys[key]
+        else:  # a repeated ack, or one cleanup carried forward: it still counts while its message's segment is there
+            self._refer(self._acks, segment, self._segment_of(seq))
 
     def _mark(self, key: str, seq: int, segment: int) -> None:
         ki = self._keys.get(key)
         if ki is None:
             ki = self._keys[key] = KeyIndex()
-        if seq > ki.mark:
+        if seq >= ki.mark:  # an older mark never lowers it on replay, so only the latest record counts
             ki.mark = seq
-            self._refer(segment, ki.mark_seg)
             ki.mark_seg = segment
 
     def _meta(self, key: str, value: str, segment: int) -> None:
@@ -275,18 +292,18 @@ class MessageStore(Recovery):
         if ki is None:
             ki = self._keys[key] = KeyIndex()
         ki.meta = value
-        self._refer(segment, ki.meta_seg)
+        self._refer(self._holds, segment, ki.meta_seg)
         ki.meta_seg = segment
 
     def _delete(self, key: str, segment: int) -> None:
         ki = self._keys.pop(key, None)
         if ki is None:
             return
-        self._refer(segment, ki.meta_seg)
-        self._refer(segment, ki.mark_seg)
+        self._refer(self._holds, segment, ki.meta_seg)
+        self._refer(self._holds, segment, ki.mark_seg)
         for seg in ki.clear():
             self._live[seg] -= 1
-            self._refer(segment, seg)
+            self._refer(self._holds, segment, seg)
 
     # ================================================================ write path
     def append(self, ops: Iterable[Op]) -> int:
@@ -477,10 +494,13 @@ class MessageStore(Recovery):
         self._ckpt_bytes = j.bytes_written
         live = {s: n for s, n in self._live.items() if n > 0}
         self._live = live
-        needs = {s: sorted(refs) for s, refs in self._needs.items() if refs}
+        info = {
+            s: (self._seqs.get(s, (-1, -1)), sorted(self._acks.get(s, ())), sorted(self._holds.get(s, ())))
+            for s in set(self._seqs) | set(self._acks) | set(self._holds)
+        }
         parts = encode_checkpoint(
             Checkpoint(
-                lsn, seg, off, self._next_seq, self.epoch, self._keys, live, self._audit.ids(), needs,
+                lsn, seg, off, self._next_seq, self.epoch, self._keys, live, self._audit.ids(), info,
                 sorted(self._pinned),
             )
         )
@@ -514,19 +534,22 @@ class MessageStore(Recovery):
     def cleanup(self) -> List[int]:
         """Delete the segments that neither a checkpoint nor a replay of the whole journal still needs.
 
-        A segment goes only once both kept checkpoints start after it and it holds
-        (a) no pending message, (b) no latest PutMeta of a key that still has
-        metadata (a durable subscription) and no latest mark of a key with pending
-        messages, and (c) no ack or delete (or superseding record) of something in
-        a segment that still exists (``_needs``).  Without (b) and (c) a recovery
-        without a usable checkpoint loses durable subscriptions or brings acked
-        messages back.  This is KahaDB's rule (its GC keeps a file holding acks for
-        files that still exist and files holding subscription commands), chosen
-        over re-appending those records before the unlink: the bookkeeping is a few
-        ints per segment and key, changes nothing on the write path, and writes
-        nothing at cleanup; the cost is that an idle durable keeps the segment of
-        its subscription record.  Refs always point to older segments, so one pass
-        in ascending order also frees chains (an ack segment after its messages').
+        A segment goes only once both kept checkpoints start after it and it holds no
+        pending message.  A replay without a usable checkpoint must still rebuild the
+        same index from the segments left, so before the unlink the records in it
+        that such a replay needs are carried forward: appended again to the current
+        segment and fsynced (the latest PutMeta of a key with metadata, i.e. a
+        durable subscription; the latest mark of a key with pending messages; acks
+        of messages in segments that stay).  That is what KahaDB does with its
+        ackMessageFileMap plus ack compaction, chosen over only keeping such
+        segments: keeping alone chains (segment N+1 acks messages of N, ...), so one
+        stuck message or one idle durable would keep the whole journal forever.
+        Acks are idempotent and a PutMeta/mark carried forward holds the current
+        value, so a crash half-way only leaves harmless repeats.  A segment whose
+        DeleteKey or superseding PutMeta overrides records in a segment that stays
+        (rare: an unsubscribe) is kept instead, as is one that does not read back
+        cleanly.  Refs always point to older segments, so one ascending pass frees
+        chains.
         """
         if not self._open or not self._ckpt_segments:
             return []
@@ -536,19 +559,31 @@ class MessageStore(Recovery):
             existing = list_segments(self.directory)
         except OSError as exc:
             raise StoreError(f"cannot list the journal in {self.directory}: {exc}") from exc
-        keep = set(self._pinned)
-        for ki in self._keys.values():
+        meta_at: Dict[int, List[str]] = {}
+        mark_at: Dict[int, List[str]] = {}
+        for key, ki in self._keys.items():
             if ki.meta is not None:
-                keep.add(ki.meta_seg)
+                meta_at.setdefault(ki.meta_seg, []).append(key)
             if ki.mark >= 0 and ki.pending_count():
-                keep.add(ki.mark_seg)
+                mark_at.setdefault(ki.mark_seg, []).append(key)
         present = set(existing)
-        needs = self._needs
         for n in existing:
-            if n >= floor or n == self._journal.segment or self._live.get(n, 0) > 0 or n in keep:
+            if n >= floor or n == self._journal.segment or self._live.get(n, 0) > 0 or n in self._pinned:
                 continue
-            if not present.isdisjoint(needs.get(n, ())):
+            if not present.isdisjoint(self._holds.get(n, ())):
                 continue
+            carry: List[Op] = []
+            targets = present.intersection(self._acks.get(n, ()))
+            if targets:
+                ops = segment_ops(self._journal.path(n), SEGMENT_HEADER_SIZE)
+                if ops is None:
+                    log.warning("cleanup keeps %s: it does not read back cleanly", segment_name(n))
+                    continue
+                carry += [Ack(op.key, op.seq) for op in ops if op.type == T_ACK and self._segment_of(op.seq) in targets]
+            carry += [PutMeta(k, self._keys[k].meta) for k in meta_at.get(n, ())]
+            carry += [MarkDispatched(k, self._keys[k].mark) for k in mark_at.get(n, ())]
+            if carry:
+                self._carry_forward(carry)
             self._journal._check_fence()
             self._journal.forget(n)
             try:
@@ -560,17 +595,35 @@ class MessageStore(Recovery):
             self._live.pop(n, None)
             present.discard(n)
             deleted.append(n)
+        present.update(list_segments(self.directory))  # carrying forward may have rolled to a new segment
         self._pinned.intersection_update(present)
-        # forget refs into segments that are gone, so the map stays as small as the journal
-        for s in list(needs):
-            refs = needs[s]
-            if s not in present or present.isdisjoint(refs):
-                del needs[s]
-            else:
-                refs.intersection_update(present)
+        # forget what points only into segments that are gone, so the bookkeeping stays as small as the journal
+        for refs in (self._acks, self._holds):
+            for s in list(refs):
+                if s not in present or present.isdisjoint(refs[s]):
+                    del refs[s]
+                else:
+                    refs[s].intersection_update(present)
+        for s in [s for s in self._seqs if s not in present]:
+            del self._seqs[s]
         if deleted:
             log.info("cleanup deleted journal segments %s (nothing in them is needed any more)", deleted)
         return deleted
+
+    def _carry_forward(self, ops: List[Op]) -> None:
+        """Append ``ops`` (in batches under the size limit) and fsync them, before the segment they copy goes."""
+        batch: List[Op] = []
+        size = 0
+        for op in ops:
+            n = len(encode_op(op))
+            if batch and size + n > MAX_BATCH_PAYLOAD:
+                self.append(batch)
+                batch, size = [], 0
+            batch.append(op)
+            size += n
+        if batch:
+            self.append(batch)
+        self._journal.sync(force=True)
 
     def close(self, checkpoint: bool = True) -> None:
         """Checkpoint (so the next start is fast), fsync and close; a fenced store writes nothing."""

@@ -83,7 +83,7 @@ class Recovery:
         report = RecoveryReport(epoch=epoch)
         # start from nothing: the object may have been opened (or failed to open) before
         self._keys, self._live, self._next_seq = {}, {}, 1
-        self._needs, self._pinned = {}, set()
+        self._acks, self._holds, self._seqs, self._pinned = {}, {}, {}, set()
         self._audit = DuplicateAudit(self._audit.capacity)
         self._ckpt_segments, self._ckpt_lsn = {}, -1
         d = self.directory
@@ -184,7 +184,13 @@ class Recovery:
             self._audit.load(ckpt.audit)
             self._next_seq = ckpt.next_seq
             self._ckpt_lsn = report.checkpoint_lsn = ckpt.lsn
-            self._needs = {s: set(refs) for s, refs in ckpt.needs.items()}
+            for s, (seqs, acks, holds) in ckpt.segments.items():
+                if seqs[0] >= 0:
+                    self._seqs[s] = list(seqs)
+                if acks:
+                    self._acks[s] = set(acks)
+                if holds:
+                    self._holds[s] = set(holds)
             self._pinned = set(ckpt.pinned)
             if ckpt.legacy:
                 # format 1 did not record which segments hold metadata, marks or acks a replay of the
