@@ -230,3 +230,29 @@ def _downgrade(path) -> None:
     parts.append(b"\0" + "\0".join(c.audit).encode())
     data = b"".join(parts)
     path.write_bytes(data + struct.pack("<I", zlib.crc32(data)))
+
+
+def test_a_segment_that_does_not_read_back_cleanly_is_kept_not_carried(tmp_path, caplog):
+    store = MessageStore(tmp_path, max_segment_bytes=SEG)
+    store.open(epoch=1)
+    store.append([msg("queue:keep", 0)])
+    qseqs = []
+    for i in range(3):
+        store.append([msg("queue:q", i)])
+        qseqs.append(store.last_seqs[0])
+    first = segments(tmp_path)[-1]
+    while segments(tmp_path)[-1] == first:
+        store.append([msg("queue:z", 0)])
+        store.append([Ack("queue:z", store.last_seqs[0])])
+    second = segments(tmp_path)[-1]
+    store.append([Ack("queue:q", s) for s in qseqs])  # in the second segment
+    churn(store)
+    store.sync()
+    path = tmp_path / f"db-{second}.log"
+    data = bytearray(path.read_bytes())
+    data[200] ^= 0xFF
+    path.write_bytes(bytes(data))
+    clean(store)
+    assert second in segments(tmp_path)
+    assert "does not read back cleanly" in caplog.text
+    store.close()
