@@ -11,6 +11,14 @@ covers.  It is written to a temp file, fsynced, renamed over ``index.ckpt``
 (the previous one is kept as ``index.ckpt.prev``) and the directory is
 fsynced, so a crash leaves either the old or the new checkpoint, never half
 of one.  Startup loads it and replays only the journal after that position.
+
+Format 2 (``HAMQIDX2``) adds what cleanup needs to know which segments a
+replay without a checkpoint still needs: per key the segments of its latest
+metadata and mark, per segment the seqs added in it, the older segments its
+acks point into and those whose records its deletes override, and the
+segments kept because that was unknown.  A format 1 checkpoint
+(``HAMQIDX1``) is still read; the bookkeeping it lacks is reported as unknown
+(``legacy``) so the store keeps every segment it covers.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ COMPACT_MIN = 4096  # below this many dead entries compaction is not worth a cop
 class KeyIndex:
     """Pending refs, dispatch mark and metadata of one key."""
 
-    __slots__ = ("seqs", "segs", "offs", "lens", "head", "acked", "mark", "recovered_mark", "meta")
+    __slots__ = ("seqs", "segs", "offs", "lens", "head", "acked", "mark", "recovered_mark", "meta", "meta_seg", "mark_seg")
 
     def __init__(self) -> None:
         self.seqs = array("q")
@@ -45,6 +53,10 @@ class KeyIndex:
         self.mark = -1  # highest seq dispatched (persisted)
         self.recovered_mark = -1  # the mark as found at open(); drives ``redelivered``
         self.meta: Optional[str] = None
+        # segments holding the latest PutMeta / MarkDispatched of this key (-1: none, or not known):
+        # cleanup keeps them, a replay without a checkpoint needs them (see MessageStore.cleanup)
+        self.meta_seg = -1
+        self.mark_seg = -1
 
     def add(self, seq: int, seg: int, off: int, length: int) -> None:
         seqs = self.seqs
@@ -142,11 +154,16 @@ class KeyIndex:
 # ---------------------------------------------------------------- checkpoint file
 CKPT_NAME = "index.ckpt"
 CKPT_PREV = "index.ckpt.prev"
-CKPT_MAGIC = b"HAMQIDX1"
-CKPT_HEAD = struct.Struct("<8sBxxxQIQQQIII")
-# magic, big-endian flag, lsn, segment, offset, next_seq, epoch, n_keys, n_live_segments, n_audit
-KEY_HEAD = struct.Struct("<HqBIQ")  # key len, mark, has meta, meta len, count
+CKPT_MAGIC = b"HAMQIDX2"
+CKPT_MAGIC_V1 = b"HAMQIDX1"
+CKPT_HEAD = struct.Struct("<8sBxxxQIQQQIIIII")
+# magic, big-endian flag, lsn, segment, offset, next_seq, epoch, n_keys, n_live_segments, n_audit,
+# n_segments (retention info), n_pinned (format 1: the same without the last two)
+CKPT_HEAD_V1 = struct.Struct("<8sBxxxQIQQQIII")
+KEY_HEAD = struct.Struct("<HqBIQii")  # key len, mark, has meta, meta len, count, meta segment, mark segment
+KEY_HEAD_V1 = struct.Struct("<HqBIQ")
 LIVE = struct.Struct("<IQ")
+SEGINFO = struct.Struct("<IqqII")  # segment, first and last seq added (-1: none), n ack refs, n hold refs (int32s)
 _BIG = sys.byteorder == "big"
 
 
@@ -161,6 +178,11 @@ class Checkpoint(NamedTuple):
     keys: Dict[str, KeyIndex]
     live: Dict[int, int]  # segment -> pending messages in it
     audit: List[str]
+    # segment -> ((first, last) seq added in it, older segments its acks point into, older segments holding
+    # records its DeleteKey/PutMeta override); see MessageStore.cleanup
+    segments: Dict[int, Tuple[Tuple[int, int], List[int], List[int]]] = {}
+    pinned: List[int] = []  # segments kept because what they hold is not known
+    legacy: bool = False  # read from format 1: segments, pinned and the keys' meta_seg/mark_seg are unknown
 
 
 def encode_checkpoint(c: Checkpoint) -> List[bytes]:
@@ -172,17 +194,23 @@ def encode_checkpoint(c: Checkpoint) -> List[bytes]:
     parts: List[bytes] = [
         CKPT_HEAD.pack(
             CKPT_MAGIC, int(_BIG), c.lsn, c.segment, c.offset, c.next_seq, c.epoch, len(c.keys), len(c.live),
-            len(c.audit),
+            len(c.audit), len(c.segments), len(c.pinned),
         )
     ]
     for key, ki in c.keys.items():
         ki.compact()
         kb = key.encode("utf-8", "surrogatepass")
         mb = ki.meta.encode("utf-8", "surrogatepass") if ki.meta is not None else b""
-        parts.append(KEY_HEAD.pack(len(kb), ki.mark, ki.meta is not None, len(mb), len(ki.seqs)))
+        parts.append(
+            KEY_HEAD.pack(len(kb), ki.mark, ki.meta is not None, len(mb), len(ki.seqs), ki.meta_seg, ki.mark_seg)
+        )
         parts += [kb, mb, ki.seqs.tobytes(), ki.segs.tobytes(), ki.offs.tobytes(), ki.lens.tobytes()]
     for seg, count in c.live.items():
         parts.append(LIVE.pack(seg, count))
+    for seg, ((lo, hi), acks, holds) in c.segments.items():
+        parts.append(SEGINFO.pack(seg, lo, hi, len(acks), len(holds)))
+        parts.append(array("i", acks + holds).tobytes())
+    parts.append(array("i", c.pinned).tobytes())
     # the audit as one text, so loading 100k ids is one decode and one split, not 100k of each
     joined = "\0".join(c.audit)
     if joined.count("\0") == max(0, len(c.audit) - 1):
@@ -208,24 +236,33 @@ def decode_checkpoint(data: bytes) -> Checkpoint:
 
 
 def _decode_checkpoint(data: bytes) -> Checkpoint:
-    if len(data) < CKPT_HEAD.size + 4:
+    if len(data) < CKPT_HEAD_V1.size + 4:
         raise ValueError("file is too short to be a checkpoint")
     (crc,) = struct.unpack_from("<I", data, len(data) - 4)
     view = memoryview(data)[:-4]
     if zlib.crc32(view) != crc:
         raise ValueError("checksum mismatch")
-    magic, big, lsn, seg, off, next_seq, epoch, nkeys, nlive, naudit = CKPT_HEAD.unpack_from(view)
-    if magic != CKPT_MAGIC:
+    magic = bytes(view[:8])
+    if magic == CKPT_MAGIC:
+        legacy, head, key_head = False, CKPT_HEAD, KEY_HEAD
+        magic, big, lsn, seg, off, next_seq, epoch, nkeys, nlive, naudit, nsegs, npinned = head.unpack_from(view)
+    elif magic == CKPT_MAGIC_V1:
+        legacy, head, key_head, nsegs, npinned = True, CKPT_HEAD_V1, KEY_HEAD_V1, 0, 0
+        magic, big, lsn, seg, off, next_seq, epoch, nkeys, nlive, naudit = head.unpack_from(view)
+    else:
         raise ValueError("not a hamq checkpoint")
     swap = bool(big) != _BIG
-    pos = CKPT_HEAD.size
+    pos = head.size
     keys: Dict[str, KeyIndex] = {}
     for _ in range(nkeys):
-        klen, mark, has_meta, mlen, count = KEY_HEAD.unpack_from(view, pos)
-        pos += KEY_HEAD.size
+        ki = KeyIndex()
+        if legacy:
+            klen, mark, has_meta, mlen, count = key_head.unpack_from(view, pos)
+        else:
+            klen, mark, has_meta, mlen, count, ki.meta_seg, ki.mark_seg = key_head.unpack_from(view, pos)
+        pos += key_head.size
         key = bytes(view[pos : pos + klen]).decode("utf-8", "surrogatepass")
         pos += klen
-        ki = KeyIndex()
         ki.mark = ki.recovered_mark = mark
         if has_meta:
             ki.meta = bytes(view[pos : pos + mlen]).decode("utf-8", "surrogatepass")
@@ -243,6 +280,15 @@ def _decode_checkpoint(data: bytes) -> Checkpoint:
         s, n = LIVE.unpack_from(view, pos)
         pos += LIVE.size
         live[s] = n
+    segments: Dict[int, Tuple[Tuple[int, int], List[int], List[int]]] = {}
+    for _ in range(nsegs):
+        s, lo, hi, na, nh = SEGINFO.unpack_from(view, pos)
+        pos += SEGINFO.size
+        refs = _ints(view[pos : pos + 4 * (na + nh)], na + nh, swap)
+        pos += 4 * (na + nh)
+        segments[s] = ((lo, hi), refs[:na], refs[na:])
+    pinned = _ints(view[pos : pos + 4 * npinned], npinned, swap)
+    pos += 4 * npinned
     mode = view[pos]
     pos += 1
     if mode == 0:
@@ -262,7 +308,17 @@ def _decode_checkpoint(data: bytes) -> Checkpoint:
         raise ValueError(f"unknown audit encoding {mode}")
     if len(audit) != naudit:
         raise ValueError("audit section has the wrong number of ids")
-    return Checkpoint(lsn, seg, off, next_seq, epoch, keys, live, audit)
+    return Checkpoint(lsn, seg, off, next_seq, epoch, keys, live, audit, segments, pinned, legacy)
+
+
+def _ints(view, n: int, swap: bool) -> List[int]:
+    col = array("i")
+    col.frombytes(view)
+    if len(col) != n:
+        raise ValueError("segment list has the wrong length")
+    if swap:
+        col.byteswap()
+    return col.tolist()
 
 
 def write_checkpoint(directory: str, parts: List[bytes]) -> None:

@@ -56,6 +56,10 @@ Memory.  Per pending message the index holds four ints in ``array`` columns;
 headers and bodies stay on disk and ``read()`` preads them on demand, so a
 million pending 1 KiB messages cost tens of MiB, not gigabytes.
 
+Cleanup.  A segment goes once no checkpoint starts in or before it and a
+replay of the whole journal no longer needs it; what such a replay would
+still need is carried forward first (hamq.store.retention).
+
 Threads.  Everything is meant for one thread (the event loop) except
 ``sync()`` and ``write_checkpoint()``, which may run in a worker thread while
 that thread keeps appending.  Stop such workers before ``close()``.
@@ -66,7 +70,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional
+from typing import Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Set
 
 from hamq.store.audit import DuplicateAudit
 from hamq.store.codec import (
@@ -95,7 +99,6 @@ from hamq.store.index import (
 from hamq.store.journal import (
     SYNC_STRATEGIES,
     Journal,
-    list_segments,
     segment_name,
 )
 from hamq.store.ops import (
@@ -110,6 +113,7 @@ from hamq.store.ops import (
     StoredMessage,
 )
 from hamq.store.recovery import Recovery, RecoveryReport
+from hamq.store.retention import Retention
 
 log = logging.getLogger("hamq.store")
 
@@ -132,7 +136,7 @@ class CheckpointSnapshot(NamedTuple):
     parts: List[bytes]
 
 
-class MessageStore(Recovery):
+class MessageStore(Recovery, Retention):
     """Journal + index + duplicate audit of one ``<kahaDB directory>``; see the module docstring."""
 
     def __init__(
@@ -174,6 +178,13 @@ class MessageStore(Recovery):
         self._audit = DuplicateAudit(audit_size)
         self._keys: Dict[str, KeyIndex] = {}
         self._live: Dict[int, int] = {}  # segment -> pending messages stored in it
+        # retention bookkeeping, see cleanup(): segment -> older segments its acks point into (KahaDB's
+        # ackMessageFileMap; carried forward before a delete), segment -> older segments holding records its
+        # DeleteKey/PutMeta override (it stays while they do), segment -> [first, last] seq added in it
+        self._acks: Dict[int, Set[int]] = {}
+        self._holds: Dict[int, Set[int]] = {}
+        self._seqs: Dict[int, List[int]] = {}
+        self._pinned: Set[int] = set()  # segments kept because an older checkpoint did not say what they hold
         self._next_seq = 1
         self._open = False
         self._ckpt_segments: Dict[str, int] = {}  # checkpoint file -> journal segment it starts replay at
@@ -220,13 +231,13 @@ class MessageStore(Recovery):
             if op.seq >= self._next_seq:
                 self._next_seq = op.seq + 1
         elif t == T_ACK:
-            self._ack(op.key, op.seq)
+            self._ack(op.key, op.seq, segment)
         elif t == T_MARK:
-            self._mark(op.key, op.seq)
+            self._mark(op.key, op.seq, segment)
         elif t == T_META:
-            self._meta(op.key, op.text)
+            self._meta(op.key, op.text, segment)
         elif t == T_DEL:
-            self._delete(op.key)
+            self._delete(op.key, segment)
         elif t == T_DUP:
             self._audit.add(audit_key(op.key, op.text))
 
@@ -236,36 +247,48 @@ class MessageStore(Recovery):
             ki = self._keys[key] = KeyIndex()
         ki.add(seq, segment, offset, length)
         self._live[segment] = self._live.get(segment, 0) + 1
+        r = self._seqs.get(segment)
+        if r is None:
+            self._seqs[segment] = [seq, seq]
+        elif seq > r[1]:
+            r[1] = seq
 
-    def _ack(self, key: str, seq: int) -> None:
+    def _ack(self, key: str, seq: int, segment: int) -> None:
         ki = self._keys.get(key)
-        if ki is None:
-            return
-        seg = ki.ack(seq)
+        seg = ki.ack(seq) if ki is not None else -1
         if seg >= 0:
             self._live[seg] -= 1
+            self._refer(self._acks, segment, seg)
             if ki.is_empty():
                 del self._keys[key]
+        else:  # a repeated ack, or one cleanup carried forward: it still counts while its message's segment is there
+            self._refer(self._acks, segment, self._segment_of(seq))
 
-    def _mark(self, key: str, seq: int) -> None:
+    def _mark(self, key: str, seq: int, segment: int) -> None:
         ki = self._keys.get(key)
         if ki is None:
             ki = self._keys[key] = KeyIndex()
-        if seq > ki.mark:
+        if seq >= ki.mark:  # an older mark never lowers it on replay, so only the latest record counts
             ki.mark = seq
+            ki.mark_seg = segment
 
-    def _meta(self, key: str, value: str) -> None:
+    def _meta(self, key: str, value: str, segment: int) -> None:
         ki = self._keys.get(key)
         if ki is None:
             ki = self._keys[key] = KeyIndex()
         ki.meta = value
+        self._refer(self._holds, segment, ki.meta_seg)
+        ki.meta_seg = segment
 
-    def _delete(self, key: str) -> None:
+    def _delete(self, key: str, segment: int) -> None:
         ki = self._keys.pop(key, None)
         if ki is None:
             return
+        self._refer(self._holds, segment, ki.meta_seg)
+        self._refer(self._holds, segment, ki.mark_seg)
         for seg in ki.clear():
             self._live[seg] -= 1
+            self._refer(self._holds, segment, seg)
 
     # ================================================================ write path
     def append(self, ops: Iterable[Op]) -> int:
@@ -305,13 +328,13 @@ class MessageStore(Recovery):
                 self._add(op.key, seqs[i], segment, pos, len(rec))
                 i += 1
             elif cls is Ack:
-                self._ack(op.key, op.seq)
+                self._ack(op.key, op.seq, segment)
             elif cls is MarkDispatched:
-                self._mark(op.key, op.seq)
+                self._mark(op.key, op.seq, segment)
             elif cls is PutMeta:
-                self._meta(op.key, op.value)
+                self._meta(op.key, op.value, segment)
             elif cls is DeleteKey:
-                self._delete(op.key)
+                self._delete(op.key, segment)
             elif cls is RememberId:
                 self._audit.add(audit_key(op.scope, op.duplicate_id))
             pos += len(rec)
@@ -456,8 +479,15 @@ class MessageStore(Recovery):
         self._ckpt_bytes = j.bytes_written
         live = {s: n for s, n in self._live.items() if n > 0}
         self._live = live
+        info = {
+            s: (self._seqs.get(s, (-1, -1)), sorted(self._acks.get(s, ())), sorted(self._holds.get(s, ())))
+            for s in set(self._seqs) | set(self._acks) | set(self._holds)
+        }
         parts = encode_checkpoint(
-            Checkpoint(lsn, seg, off, self._next_seq, self.epoch, self._keys, live, self._audit.ids())
+            Checkpoint(
+                lsn, seg, off, self._next_seq, self.epoch, self._keys, live, self._audit.ids(), info,
+                sorted(self._pinned),
+            )
         )
         return CheckpointSnapshot(lsn, seg, parts)
 
@@ -485,33 +515,6 @@ class MessageStore(Recovery):
             return []
         self._last_cleanup = now
         return self.cleanup()
-
-    def cleanup(self) -> List[int]:
-        """Delete segments with no pending message that both kept checkpoints start after."""
-        if not self._open or not self._ckpt_segments:
-            return []
-        floor = min(self._ckpt_segments.values())
-        deleted: List[int] = []
-        try:
-            existing = list_segments(self.directory)
-        except OSError as exc:
-            raise StoreError(f"cannot list the journal in {self.directory}: {exc}") from exc
-        for n in existing:
-            if n >= floor or n == self._journal.segment or self._live.get(n, 0) > 0:
-                continue
-            self._journal._check_fence()
-            self._journal.forget(n)
-            try:
-                os.unlink(self._journal.path(n))
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                raise StoreError(f"cannot delete journal segment {segment_name(n)}: {exc}") from exc
-            self._live.pop(n, None)
-            deleted.append(n)
-        if deleted:
-            log.info("cleanup deleted journal segments %s (all their messages acked)", deleted)
-        return deleted
 
     def close(self, checkpoint: bool = True) -> None:
         """Checkpoint (so the next start is fast), fsync and close; a fenced store writes nothing."""

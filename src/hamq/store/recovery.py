@@ -21,8 +21,9 @@ from hamq.store.codec import (
 )
 from hamq.store.errors import StoreError, StoreFenced
 from hamq.store.index import (
-    CKPT_HEAD,
+    CKPT_HEAD_V1,
     CKPT_MAGIC,
+    CKPT_MAGIC_V1,
     CKPT_NAME,
     CKPT_PREV,
     Checkpoint,
@@ -82,6 +83,7 @@ class Recovery:
         report = RecoveryReport(epoch=epoch)
         # start from nothing: the object may have been opened (or failed to open) before
         self._keys, self._live, self._next_seq = {}, {}, 1
+        self._acks, self._holds, self._seqs, self._pinned = {}, {}, {}, set()
         self._audit = DuplicateAudit(self._audit.capacity)
         self._ckpt_segments, self._ckpt_lsn = {}, -1
         d = self.directory
@@ -146,10 +148,12 @@ class Recovery:
 
         # 2. the newest checkpoint that fits the journal
         ckpt: Optional[Checkpoint] = None
+        tried = []  # checkpoint files found (and found unusable, unless one is used)
         for name in (CKPT_NAME, CKPT_PREV):
             path = os.path.join(d, name)
             if not os.path.exists(path):
                 continue
+            tried.append(name)
             try:
                 with open(path, "rb") as f:
                     c = decode_checkpoint(f.read())
@@ -180,9 +184,38 @@ class Recovery:
             self._audit.load(ckpt.audit)
             self._next_seq = ckpt.next_seq
             self._ckpt_lsn = report.checkpoint_lsn = ckpt.lsn
+            for s, (seqs, acks, holds) in ckpt.segments.items():
+                if seqs[0] >= 0:
+                    self._seqs[s] = list(seqs)
+                if acks:
+                    self._acks[s] = set(acks)
+                if holds:
+                    self._holds[s] = set(holds)
+            self._pinned = set(ckpt.pinned)
+            if ckpt.legacy:
+                # format 1 did not record which segments hold metadata, marks or acks a replay of the
+                # whole journal needs: keep every segment it covers rather than guess
+                self._pinned.update(n for n, _ in chain if n <= ckpt.segment)
+                log.warning(
+                    "checkpoint %s is of the older format 1: cleanup keeps journal segments %s (it does not "
+                    "say which of them a replay without a checkpoint still needs)",
+                    report.checkpoint, sorted(self._pinned),
+                )
             start_k, pos, next_lsn = position[ckpt.segment], ckpt.offset, ckpt.lsn + 1
         elif chain:
             start_k, pos, next_lsn = 0, SEGMENT_HEADER_SIZE, chain[0][1].first_lsn
+            missing = chain[-1][0] - len(chain)  # segment numbers below the newest that are not there
+            if tried or missing or next_lsn > 1:
+                self._problem(
+                    report, logging.ERROR, "no usable checkpoint (%s): rebuilding the index by replaying the "
+                    "whole journal, segments %s to %s from lsn %d; %d older or intermediate segments were "
+                    "deleted by cleanup or lost: a cleanup of this version deletes only what such a replay "
+                    "does not need, but the duplicate-id audit they held is gone, and if an older version "
+                    "cleaned them, durable subscriptions may be missing and acked messages may come back; "
+                    "check the destinations",
+                    ", ".join(f"{t} unusable" for t in tried) or "none found", segment_name(chain[0][0]),
+                    segment_name(chain[-1][0]), next_lsn, missing,
+                )
         else:
             start_k, pos, next_lsn = 0, SEGMENT_HEADER_SIZE, 1
 
@@ -369,9 +402,9 @@ def _peek_checkpoint_segment(path: str) -> Optional[int]:
     """The replay segment named in a checkpoint's header, without reading the whole file."""
     try:
         with open(path, "rb") as f:
-            head = f.read(CKPT_HEAD.size)
+            head = f.read(CKPT_HEAD_V1.size)
     except OSError:
         return None
-    if len(head) < CKPT_HEAD.size or head[:8] != CKPT_MAGIC:
+    if len(head) < CKPT_HEAD_V1.size or head[:8] not in (CKPT_MAGIC, CKPT_MAGIC_V1):
         return None
-    return CKPT_HEAD.unpack_from(head)[3]
+    return CKPT_HEAD_V1.unpack_from(head)[3]  # the same prefix in both formats

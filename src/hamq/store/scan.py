@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 from typing import Iterator, List, NamedTuple, Optional, Tuple
 
-from hamq.store.codec import BATCH_FIELDS, BATCH_HEADER_SIZE, BATCH_MAGIC, BATCH_PREFIX_SIZE, crc32
+from hamq.store.codec import BATCH_FIELDS, BATCH_HEADER_SIZE, BATCH_MAGIC, BATCH_PREFIX_SIZE, crc32, iter_ops
 from hamq.store.errors import StoreError
 from hamq.store.journal import SCAN_CHUNK, is_blank, is_fill
 
@@ -221,3 +221,29 @@ class SegmentScan:
         self.blank_rest = is_blank(rest, pos)
         self.torn = torn or blank_after
         return None
+
+
+def segment_ops(path: str, start: int) -> Optional[list]:
+    """Every op of the batches of a sealed segment from ``start``, or None if it does not read back cleanly.
+
+    Used by cleanup to carry records forward before it deletes the segment; on
+    any doubt (damage, an I/O error) the caller keeps the segment instead.
+    """
+    try:
+        with open(path, "rb") as f:
+            f.seek(start)
+            data = f.read()
+    except OSError:
+        return None
+    ops: list = []
+    pos = 0
+    while pos < len(data):
+        b = verified_batch(data, pos)
+        if b is None:
+            return ops if is_blank(data[pos:], start + pos) else None
+        try:
+            ops += iter_ops(memoryview(data)[pos + BATCH_HEADER_SIZE : pos + b.total])
+        except StoreError:
+            return None
+        pos += b.total
+    return ops
