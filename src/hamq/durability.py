@@ -18,7 +18,9 @@ Effects that have no output of their own (an ack, a dispatch mark, a durable
 subscription change) are *deferred*: they ride in the next batch, in front of
 whatever that batch writes, and outputs that depend on them (a MESSAGE whose
 dispatch mark must be durable first, an auto-acked delivery, a receipt of an
-ACK) wait for that batch (:meth:`after_next_batch`).
+ACK) wait for that batch (:meth:`after_next_batch`). An output may also carry
+effects that must *follow* it (``Output.after_release``: an auto-acked
+delivery's Ack); they are deferred only when the output is released.
 """
 
 from __future__ import annotations
