@@ -122,12 +122,18 @@ class DurabilityTracker:
             if not queue:
                 del held[conn_id]
             if ready:
-                self.released(ready)
                 out.append((conn_id, ready))
         return out
 
+    def unrelease(self, conn_id, outputs: List) -> None:
+        """Put outputs that :meth:`release` gave out back in front (the gate closed before they were written)."""
+        queue = self._held.get(conn_id)
+        if queue is None:
+            queue = self._held[conn_id] = deque()
+        queue.extendleft(reversed(outputs))
+
     def released(self, outputs: Iterable) -> None:
-        """``outputs`` go to their connections now: their after-release effects join the next batch."""
+        """``outputs`` were handed to their connection: their after-release effects join the next batch."""
         if self.store is None:
             return
         for out in outputs:

@@ -279,11 +279,24 @@ class MasterTerm:
         return len(released)
 
     def _write(self, released) -> None:
+        """Hand released outputs to their connections, asking the gate again before each one.
+
+        A freeze (SIGSTOP, a stalled VM) after :meth:`DurabilityTracker.release`
+        asked the gate would otherwise let these bytes out after the resume,
+        maybe after another broker took over; the pause detector in
+        :meth:`serving` sees the gap, and what is left waits for the lease.
+        """
         protocols = self.protocols
+        tracker = self.broker.durability
         for conn_id, outputs in released:
             proto = protocols.get(conn_id)
-            if proto is not None:
-                proto.write(outputs)
+            if proto is None:
+                continue
+            if not self.serving():
+                tracker.unrelease(conn_id, outputs)
+                continue
+            proto.write(outputs)
+            tracker.released(outputs)
 
     # ------------------------------------------------------------------ background work
     async def _tick_loop(self) -> None:

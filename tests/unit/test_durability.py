@@ -94,3 +94,22 @@ def test_without_a_store_every_token_is_zero():
     t.after_next_batch(o)
     t.end_round()
     assert o.after_lsn == 0 and t.token_now() == 0
+
+
+def test_outputs_put_back_after_the_gate_closed_go_out_first_and_their_acks_wait_for_the_hand_over():
+    store = Store()
+    t = DurabilityTracker(store)
+    first, second, third = out("c1", name="A"), out("c1", name="B"), out("c1", name="C")
+    second.after_release = (Ack("queue:a", 7),)
+    t.hold([first, second])
+    ((conn, ready),) = t.release(0)
+    assert ready == [first, second]
+    t.unrelease(conn, ready)  # the term found the gate closed before writing them
+    t.hold([third])
+    t.end_round()
+    assert store.batches == []  # nothing was handed over, so no ack is written
+    ((_, again),) = t.release(0)
+    assert again == [first, second, third]
+    t.released(again)
+    t.end_round()
+    assert store.batches == [[Ack("queue:a", 7)]]
